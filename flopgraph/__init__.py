@@ -1,0 +1,48 @@
+"""flopgraph: exact, operator-level FLOP and MAC counts for PyTorch models.
+
+The model is traced into an op graph, shapes are propagated on data-less
+tensors, and one handler per op counts it, so functional ops that module
+hooks never see are included.
+"""
+
+from .analyze import analyze, register
+from .errors import (
+    FlopgraphError,
+    HandlerError,
+    InputError,
+    PropagationError,
+    RegistryError,
+    SkippedOpWarning,
+    TraceError,
+)
+from .handlers.context import OpContext
+from .inputs import TensorSpec
+from .params import ParamStats
+from .records import Cost, OpRecord, SkippedOp, Status, TensorMeta
+from .report import FrontendInfo, ModuleInfo, Report
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Cost",
+    "FlopgraphError",
+    "FrontendInfo",
+    "HandlerError",
+    "InputError",
+    "ModuleInfo",
+    "OpContext",
+    "OpRecord",
+    "ParamStats",
+    "PropagationError",
+    "RegistryError",
+    "Report",
+    "SkippedOp",
+    "SkippedOpWarning",
+    "Status",
+    "TensorMeta",
+    "TensorSpec",
+    "TraceError",
+    "__version__",
+    "analyze",
+    "register",
+]

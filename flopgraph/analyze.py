@@ -1,0 +1,128 @@
+"""The one orchestrator: trace -> propagate shapes -> count -> Report."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import torch
+
+from .count import count, module_path
+from .errors import InputError, PropagationError, SkippedOpWarning
+from .frontends.fx import TracedGraph, trace_fx
+from .handlers import DEFAULT
+from .inputs import normalize_inputs
+from .params import ParamStats, module_param_counts
+from .records import OpRecord, TensorMeta
+from .registry import Registry, Rule, Target, default_name
+from .report import FrontendInfo, ModuleInfo, Report
+from .shapes import propagate
+
+Convention = Literal["default"]
+Frontend = Literal["auto", "fx"]
+
+CONVENTIONS: dict[str, Registry] = {"default": DEFAULT}
+
+
+def analyze(
+    model: torch.nn.Module,
+    inputs: Any = None,
+    *,
+    kwargs: Mapping[str, Any] | None = None,
+    convention: Convention = "default",
+    frontend: Frontend = "auto",
+    handlers: Mapping[Target, Callable[..., Any]] | None = None,
+) -> Report:
+    """Count the exact MACs and FLOPs of ``model`` on ``inputs``, op by op.
+
+    ``inputs`` is a tensor, a :class:`TensorSpec`, a shape tuple, or a tuple of
+    positional inputs; ``kwargs`` holds keyword inputs. Only shapes and dtypes
+    are used: no real arithmetic runs and the model is left exactly as it was.
+    ``handlers`` maps call targets (module types, functions, tensor method
+    names) to handlers for this call only.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    registry = _registry(convention, handlers)
+    if frontend not in ("auto", "fx"):
+        raise InputError(f"frontend must be 'auto' or 'fx', got {frontend!r}")
+    args, kw = normalize_inputs(inputs, kwargs)
+    traced = trace_fx(model, args, kw, registry)
+    try:
+        propagate(traced, "meta")
+    except PropagationError:
+        # meta tensors cannot mix with tensors a forward creates on a real device;
+        # fake tensors can, at some cost in speed
+        propagate(traced, "fake")
+    records = count(traced, registry)
+    report = Report(
+        model=type(model).__name__,
+        convention=convention,
+        frontend=FrontendInfo("fx"),
+        inputs=tuple(_input_metas(args, kw)),
+        records=tuple(records),
+        params=ParamStats.of(model),
+        modules=_modules(model, traced),
+    )
+    _warn_skipped(report)
+    return report
+
+
+def _registry(convention: str, handlers: Mapping[Target, Callable[..., Any]] | None) -> Registry:
+    base = CONVENTIONS.get(convention)
+    if base is None:
+        raise InputError(f"unknown convention {convention!r}; known: {', '.join(CONVENTIONS)}")
+    reg = base.copy()
+    if handlers:
+        if not isinstance(handlers, Mapping):
+            raise InputError(f"handlers must map targets to handlers, got {type(handlers).__name__}")
+        for target, fn in handlers.items():
+            if not callable(fn):
+                raise InputError(f"handler for {target!r} is not callable: {fn!r}")
+            reg.add([target], Rule(default_name(target), fn, user=True), replace=True)
+    return reg
+
+
+def register(*targets: Target, name: str | None = None) -> Callable[[Any], Any]:
+    """Decorator: count ``targets`` with the decorated handler in every later analysis
+    (default convention). For a single call use ``analyze(..., handlers=...)``."""
+
+    def deco(fn: Any) -> Any:
+        DEFAULT.add(targets, Rule(name or default_name(targets[0]), fn, user=True), replace=True)
+        return fn
+
+    if not targets:
+        raise InputError("register() needs at least one target")
+    return deco
+
+
+def _input_metas(args: tuple[Any, ...], kw: Mapping[str, Any]) -> list[TensorMeta]:
+    return [TensorMeta.of(v) for v in (*args, *kw.values()) if isinstance(v, torch.Tensor)]
+
+
+def _modules(model: torch.nn.Module, traced: TracedGraph) -> tuple[ModuleInfo, ...]:
+    calls: dict[str, set[str]] = {}
+    for node in traced.graph.nodes:
+        for key, (path, _) in (node.meta.get("nn_module_stack") or {}).items():
+            calls.setdefault(path, set()).add(key)
+    counts = module_param_counts(model)
+    return tuple(
+        ModuleInfo(path, type(m).__name__, counts[path], len(calls.get(path, ())) or (1 if path == "" else 0))
+        for path, m in model.named_modules()
+    )
+
+
+def _warn_skipped(report: Report) -> None:
+    for op, info in report.skipped.items():
+        places = sorted({w or "<root>" for w in info.where})
+        shown = ", ".join(places[:3]) + (", ..." if len(places) > 3 else "")
+        warnings.warn(
+            SkippedOpWarning(
+                f"Skipped operation {op} {info.count} time(s) (no handler; counted as 0) in {shown}"
+            ),
+            stacklevel=3,
+        )
+
+
+__all__ = ["analyze", "register", "CONVENTIONS", "module_path", "OpRecord"]

@@ -1,0 +1,152 @@
+"""The fx frontend: torch.fx symbolic tracing that leaves the model untouched.
+
+Registered module types stay leaves (one ``call_module`` node each); every other
+module is traced through, so functional calls, tensor methods and Python
+operators inside it become nodes of their own, attributed to the module they
+ran in through ``node.meta["nn_module_stack"]``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx
+
+from ..errors import InputError, TraceError
+from ..registry import Registry
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_OWN_DIR = os.path.dirname(os.path.dirname(__file__))
+_SPECIALIZATION_CHECKS = (torch._assert, torch.fx._symbolic_trace._assert_is_none)
+
+
+@dataclass(frozen=True)
+class TracedGraph:
+    """A traced graph and what is needed to run it on metadata."""
+
+    graph: torch.fx.Graph
+    root: torch.nn.Module
+    """The user's model (read, never changed)."""
+    placeholders: Mapping[str, Any] = field(default_factory=dict)
+    """Placeholder node name -> the user's input bound to it."""
+    constants: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    """Tensors the forward used that are not parameters or buffers of the model."""
+
+
+class _Tracer(torch.fx.Tracer):
+    """A Tracer that never writes to the traced model and skips module hooks."""
+
+    def __init__(self, registry: Registry) -> None:
+        super().__init__(autowrap_modules=(math,))
+        self._registry = registry
+        self.constants: dict[str, torch.Tensor] = {}
+
+    def is_leaf_module(self, m: torch.nn.Module, module_qualified_name: str) -> bool:
+        if self._registry.lookup_module(type(m)) is not None:
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(
+        self,
+        m: torch.nn.Module,
+        forward: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        # forward() rather than __call__: a user's hooks must not run on proxies
+        return super().call_module(m, m.forward, args, kwargs)
+
+    def create_arg(self, a: Any) -> Any:
+        # The base class stores an unknown tensor constant with setattr on the
+        # user's model; keep it here instead.
+        if (
+            isinstance(a, torch.Tensor)
+            and not isinstance(a, torch.nn.Parameter)
+            and self.tensor_attrs.get(a) is None
+        ):
+            name = f"_flopgraph_constant_{len(self.constants)}"
+            self.constants[name] = a
+            self.tensor_attrs[a] = name
+        return super().create_arg(a)
+
+
+def trace_fx(
+    model: torch.nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any], registry: Registry
+) -> TracedGraph:
+    """Trace ``model`` with the given inputs; tensors become placeholders and every
+    other input (and each omitted argument's default) is specialised."""
+    params = _forward_params(model)
+    bound = _bind(model, params, args, kwargs)
+    concrete = {n: v for n, v in bound.items() if not isinstance(v, torch.Tensor)}
+    tracer = _Tracer(registry)
+    try:
+        graph = tracer.trace(model, concrete_args=concrete or None)
+    except Exception as e:  # any failure inside user code or torch.fx
+        raise TraceError(
+            f"torch.fx could not trace {type(model).__name__}: {_one_line(e)}{_where(e)}"
+        ) from e
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    names = [p.name for p in params]
+    inputs = {ph.name: bound[name] for ph, name in zip(placeholders, names, strict=True)}
+    _drop_specialization_checks(graph)
+    return TracedGraph(graph, model, inputs, dict(tracer.constants))
+
+
+def _forward_params(model: torch.nn.Module) -> list[inspect.Parameter]:
+    sig = inspect.signature(model.forward)
+    params = list(sig.parameters.values())
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise TraceError(
+                f"{type(model).__name__}.forward takes {p}: the fx frontend needs named "
+                "arguments (pass them by name)"
+            )
+    return params
+
+
+def _bind(
+    model: torch.nn.Module,
+    params: list[inspect.Parameter],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+) -> dict[str, Any]:
+    sig = inspect.Signature(params)
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError as e:
+        raise InputError(f"inputs do not match {type(model).__name__}.forward{sig}: {e}") from e
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _drop_specialization_checks(graph: torch.fx.Graph) -> None:
+    """Remove the asserts fx adds for specialised (non-tensor) arguments."""
+    for node in reversed(list(graph.nodes)):
+        if node.op == "call_function" and node.target in _SPECIALIZATION_CHECKS:
+            inputs = [a for a in node.args if isinstance(a, torch.fx.Node)]
+            graph.erase_node(node)
+            for a in inputs:
+                if a.op == "call_function" and not a.users:
+                    graph.erase_node(a)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"
+
+
+def _where(e: BaseException) -> str:
+    """`` (at file:line: code)`` for the innermost frame of user code, if any."""
+    frames = traceback.extract_tb(e.__traceback__)
+    for fr in reversed(frames):
+        if not fr.filename.startswith((_TORCH_DIR, _OWN_DIR)) and fr.filename != "<eval_with_key>":
+            code = f": {fr.line.strip()}" if fr.line else ""
+            return f" (at {fr.filename}:{fr.lineno}{code})"
+    return ""

@@ -1,0 +1,73 @@
+"""What a handler sees of one op: metadata only, never tensor data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..records import TensorMeta
+
+
+def iter_metas(value: Any) -> Iterator[TensorMeta]:
+    """Every TensorMeta inside a (nested) value, in order."""
+    if isinstance(value, TensorMeta):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from iter_metas(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from iter_metas(v)
+
+
+@dataclass(frozen=True)
+class OpContext:
+    """One call as a handler sees it.
+
+    Tensors in ``args``, ``kwargs`` and ``out`` are replaced by
+    :class:`TensorMeta`; other values (ints, tuples, strings, None) are as the
+    model passed them. For a method call ``args[0]`` is the tensor itself.
+    """
+
+    kind: str
+    """``call_module``, ``call_function`` or ``call_method``."""
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    out: Any
+    module: torch.nn.Module | None = None
+    """The user's module for a module call: read its settings and parameter
+    shapes, never its data, and never change it."""
+    node: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def arg(self, index: int, name: str, default: Any = None) -> Any:
+        """The argument at ``index`` if given positionally, else ``kwargs[name]``."""
+        if index < len(self.args):
+            return self.args[index]
+        return self.kwargs.get(name, default)
+
+    @property
+    def inputs(self) -> tuple[TensorMeta, ...]:
+        """Every input tensor, positional then keyword."""
+        return tuple(iter_metas(self.args)) + tuple(iter_metas(self.kwargs))
+
+    @property
+    def outputs(self) -> tuple[TensorMeta, ...]:
+        return tuple(iter_metas(self.out))
+
+    @property
+    def x(self) -> TensorMeta:
+        """The first input tensor (raises a clear error if there is none)."""
+        for m in self.inputs:
+            return m
+        raise ValueError(f"{self.node}: the op has no tensor input")
+
+    @property
+    def y(self) -> TensorMeta:
+        """The first output tensor (raises a clear error if there is none)."""
+        for m in self.outputs:
+            return m
+        raise ValueError(f"{self.node}: the op has no tensor output")

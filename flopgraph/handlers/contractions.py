@@ -1,0 +1,94 @@
+"""Section A: linear layers, matrix products and convolutions."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .. import formulas as f
+from ..records import Cost, TensorMeta
+from ..registry import Rule
+from .context import OpContext
+from .table import DEFAULT, forms
+
+
+def _shape(m: TensorMeta | None) -> tuple[int, ...]:
+    return m.shape if m is not None else ()
+
+
+@DEFAULT.handler(nn.Linear, name="linear")
+def linear_module(ctx: OpContext) -> Cost:
+    m = ctx.module
+    assert m is not None
+    return f.linear(ctx.x.shape, tuple(m.weight.shape), m.bias is not None)
+
+
+@DEFAULT.handler(*forms("linear", methods=False), name="linear")
+def linear_function(ctx: OpContext) -> Cost:
+    x, w, b = ctx.arg(0, "input"), ctx.arg(1, "weight"), ctx.arg(2, "bias")
+    return f.linear(x.shape, w.shape, b is not None)
+
+
+@DEFAULT.handler(*forms("matmul", "mm", "bmm", "mv", "dot", "vdot", "inner"), name="matmul")
+def matmul(ctx: OpContext) -> Cost:
+    a, b = ctx.arg(0, "input"), ctx.arg(1, "other")
+    if ctx.kind == "call_method" and ctx.extra.get("method") == "__rmatmul__":
+        a, b = b, a
+    return f.matmul(_shape(a), _shape(b), ctx.y.shape)
+
+
+@DEFAULT.handler(*forms("outer", "ger"), name="outer")
+def outer(ctx: OpContext) -> Cost:
+    # an outer product is a contraction over K = 1: one multiply per output element
+    return Cost(ctx.y.numel, 2 * ctx.y.numel)
+
+
+@DEFAULT.handler(*forms("addmm", "baddbmm", "addmv"), name="addmm")
+def addmm(ctx: OpContext) -> Cost:
+    return f.addmm(ctx.arg(1, "mat1").shape, ctx.arg(2, "mat2").shape, ctx.y.shape)
+
+
+@DEFAULT.handler(*forms("addbmm"), name="addbmm")
+def addbmm(ctx: OpContext) -> Cost:
+    return f.addbmm(ctx.arg(1, "batch1").shape, ctx.arg(2, "batch2").shape, ctx.y.shape)
+
+
+@DEFAULT.handler(*forms("addr"), name="addr")
+def addr(ctx: OpContext) -> Cost:
+    # outer product (one multiply per output) plus the add of input
+    return Cost(ctx.y.numel, 3 * ctx.y.numel)
+
+
+def conv_module(ctx: OpContext) -> Cost:
+    m = ctx.module
+    assert m is not None
+    return f.convolution(ctx.y.shape, tuple(m.weight.shape), m.bias is not None)
+
+
+def conv_transpose_module(ctx: OpContext) -> Cost:
+    m = ctx.module
+    assert m is not None
+    return f.conv_transpose(ctx.x.shape, tuple(m.weight.shape), ctx.y.shape, m.bias is not None)
+
+
+def conv_function(ctx: OpContext) -> Cost:
+    w, b = ctx.arg(1, "weight"), ctx.arg(2, "bias")
+    return f.convolution(ctx.y.shape, w.shape, b is not None)
+
+
+def conv_transpose_function(ctx: OpContext) -> Cost:
+    x, w, b = ctx.arg(0, "input"), ctx.arg(1, "weight"), ctx.arg(2, "bias")
+    return f.conv_transpose(x.shape, w.shape, ctx.y.shape, b is not None)
+
+
+for _d, _conv, _convt in (
+    (1, nn.Conv1d, nn.ConvTranspose1d),
+    (2, nn.Conv2d, nn.ConvTranspose2d),
+    (3, nn.Conv3d, nn.ConvTranspose3d),
+):
+    DEFAULT.add([_conv], Rule(f"conv{_d}d", conv_module))
+    DEFAULT.add(forms(f"conv{_d}d", methods=False), Rule(f"conv{_d}d", conv_function))
+    DEFAULT.add([_convt], Rule(f"conv_transpose{_d}d", conv_transpose_module))
+    DEFAULT.add(
+        forms(f"conv_transpose{_d}d", methods=False),
+        Rule(f"conv_transpose{_d}d", conv_transpose_function),
+    )

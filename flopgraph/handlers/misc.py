@@ -1,0 +1,75 @@
+"""Dropout, interpolation and embeddings: ops whose cost depends on a mode."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .. import formulas as f
+from ..records import ZERO, Cost
+from ..registry import Rule
+from .context import OpContext
+from .table import DEFAULT, forms
+
+_DROPOUT_MODULES = (
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)  # fmt: skip
+_DROPOUT_FUNCTIONS = ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+                      "feature_alpha_dropout", "feature_dropout")  # fmt: skip
+
+
+def dropout_module(ctx: OpContext) -> Cost:
+    # eval: the identity; training: one scaled-mask multiply per element
+    assert ctx.module is not None
+    return f.elementwise(ctx.y.shape) if ctx.module.training else ZERO
+
+
+def dropout_function(ctx: OpContext) -> Cost:
+    # F.dropout(input, p, training=True); torch.dropout(input, p, train)
+    training = ctx.arg(2, "training", ctx.kwargs.get("train", True))
+    return f.elementwise(ctx.y.shape) if training else ZERO
+
+
+def _interpolate(ctx: OpContext, mode: str) -> Cost:
+    if mode == "area":  # area interpolation is an adaptive average pool
+        return f.adaptive_pool(ctx.x.shape, ctx.y.shape, len(ctx.y.shape) - 2)
+    return f.interpolate(mode, ctx.y.shape)
+
+
+def interpolate_function(ctx: OpContext) -> Cost:
+    return _interpolate(ctx, str(ctx.arg(3, "mode", "nearest")))
+
+
+def upsample_module(ctx: OpContext) -> Cost:
+    return _interpolate(ctx, str(getattr(ctx.module, "mode", "nearest")))
+
+
+def upsample_bilinear(ctx: OpContext) -> Cost:
+    return f.interpolate("bilinear", ctx.y.shape)
+
+
+def embedding_bag_module(ctx: OpContext) -> Cost:
+    m = ctx.module
+    assert isinstance(m, nn.EmbeddingBag)
+    return _embedding_bag(ctx, m.embedding_dim, m.mode)
+
+
+def embedding_bag_function(ctx: OpContext) -> Cost:
+    return _embedding_bag(ctx, ctx.arg(1, "weight").shape[-1], str(ctx.arg(6, "mode", "mean")))
+
+
+def _embedding_bag(ctx: OpContext, dim: int, mode: str) -> Cost:
+    gathered = ctx.x.numel * dim  # one row of `dim` values per index
+    cost = f.embedding_bag(gathered, ctx.y.shape, mode)
+    weighted = ctx.arg(8, "per_sample_weights") is not None
+    return Cost(0, cost.flops + (gathered if weighted else 0))
+
+
+DEFAULT.add(_DROPOUT_MODULES, Rule("dropout", dropout_module))
+DEFAULT.add(forms(*_DROPOUT_FUNCTIONS, methods=False), Rule("dropout", dropout_function))
+DEFAULT.add(forms("interpolate", "upsample", methods=False), Rule("interpolate", interpolate_function))
+# UpsamplingNearest2d / UpsamplingBilinear2d keep Upsample's forward and set its mode
+DEFAULT.add([nn.Upsample], Rule("interpolate", upsample_module))
+DEFAULT.add(forms("upsample_bilinear", methods=False), Rule("interpolate", upsample_bilinear))
+DEFAULT.add([nn.EmbeddingBag], Rule("embedding_bag", embedding_bag_module))
+DEFAULT.add(forms("embedding_bag", methods=False), Rule("embedding_bag", embedding_bag_function))

@@ -1,0 +1,73 @@
+"""Section C: reductions, cumulative ops and the softmax family."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .. import formulas as f
+from ..records import Cost, TensorMeta
+from ..registry import Rule
+from .context import OpContext
+from .table import DEFAULT, forms
+
+
+def reduce(ctx: OpContext) -> Cost:
+    return f.reduce(ctx.x.shape, ctx.y.shape)
+
+
+def max_min(ctx: OpContext) -> Cost:
+    # torch.max(a, b) with a tensor b is elementwise; with a dim or none, a reduction
+    other = ctx.arg(1, "other")
+    if isinstance(other, TensorMeta):
+        return f.elementwise(ctx.y.shape)
+    return f.reduce(ctx.x.shape, ctx.y.shape)
+
+
+def mean(ctx: OpContext) -> Cost:
+    return f.mean(ctx.x.shape)
+
+
+def var(ctx: OpContext) -> Cost:
+    return f.var(ctx.x.shape, ctx.y.shape, sqrt=False)
+
+
+def std(ctx: OpContext) -> Cost:
+    return f.var(ctx.x.shape, ctx.y.shape, sqrt=True)
+
+
+def norm(ctx: OpContext) -> Cost:
+    return f.norm2(ctx.x.shape, ctx.y.shape)
+
+
+def cumulative(ctx: OpContext) -> Cost:
+    x = ctx.x
+    dim: Any = ctx.arg(1, "dim", 0)
+    size = x.shape[dim] if x.shape else 1
+    return f.cumulative(x.shape, size)
+
+
+def softmax(ctx: OpContext) -> Cost:
+    return f.softmax(ctx.x.shape)
+
+
+def logsumexp(ctx: OpContext) -> Cost:
+    return f.softmax(ctx.x.shape)  # 5 per element of the input, as softmax
+
+
+for _name, _handler in (
+    ("sum", reduce), ("nansum", reduce), ("prod", reduce), ("amax", reduce),
+    ("amin", reduce), ("max", max_min), ("min", max_min), ("mean", mean),
+    ("nanmean", mean), ("var", var), ("std", std), ("var_mean", var), ("std_mean", std),
+    ("norm", norm), ("vector_norm", norm), ("cumsum", cumulative), ("cumprod", cumulative),
+    ("logsumexp", logsumexp), ("softmax", softmax), ("log_softmax", softmax),
+    ("softmin", softmax),
+):  # fmt: skip
+    DEFAULT.add(forms(_name), Rule(_name, _handler))
+
+for _cls, _name in (
+    (nn.Softmax, "softmax"), (nn.LogSoftmax, "log_softmax"), (nn.Softmin, "softmin"),
+    (nn.Softmax2d, "softmax"),
+):  # fmt: skip
+    DEFAULT.add([_cls], Rule(_name, softmax))

@@ -1,0 +1,80 @@
+"""Parameter and buffer statistics, each tensor counted once however often it is shared."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .records import dtype_name
+
+
+@dataclass(frozen=True)
+class ParamStats:
+    """Parameter counts of a model (tied weights counted once)."""
+
+    total: int
+    trainable: int
+    """Elements of parameters with ``requires_grad``."""
+    non_trainable: int
+    buffers: int
+    """Elements of buffers (BatchNorm running statistics and the like)."""
+    param_bytes: int
+    buffer_bytes: int
+    bytes_by_dtype: Mapping[str, int] = field(default_factory=dict)
+    """Bytes of parameters and buffers together, by dtype name."""
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> ParamStats:
+        total = trainable = pbytes = bbytes = nbuf = 0
+        by_dtype: dict[str, int] = {}
+        for p in _unique(model.parameters()):
+            n, b = p.numel(), p.numel() * p.element_size()
+            total += n
+            trainable += n if p.requires_grad else 0
+            pbytes += b
+            by_dtype[dtype_name(p.dtype)] = by_dtype.get(dtype_name(p.dtype), 0) + b
+        for t in _unique(model.buffers()):
+            n, b = t.numel(), t.numel() * t.element_size()
+            nbuf += n
+            bbytes += b
+            by_dtype[dtype_name(t.dtype)] = by_dtype.get(dtype_name(t.dtype), 0) + b
+        return cls(total, trainable, total - trainable, nbuf, pbytes, bbytes, by_dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "trainable": self.trainable,
+            "non_trainable": self.non_trainable,
+            "buffers": self.buffers,
+            "param_bytes": self.param_bytes,
+            "buffer_bytes": self.buffer_bytes,
+            "bytes_by_dtype": dict(self.bytes_by_dtype),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ParamStats:
+        return cls(
+            int(d["total"]), int(d["trainable"]), int(d["non_trainable"]), int(d["buffers"]),
+            int(d["param_bytes"]), int(d["buffer_bytes"]),
+            {k: int(v) for k, v in d["bytes_by_dtype"].items()},
+        )  # fmt: skip
+
+
+def _unique(tensors: Any) -> list[torch.Tensor]:
+    seen: set[int] = set()
+    out = []
+    for t in tensors:
+        if id(t) not in seen:
+            seen.add(id(t))
+            out.append(t)
+    return out
+
+
+def module_param_counts(model: torch.nn.Module) -> dict[str, int]:
+    """Path -> parameters in that module and below (each shared tensor once per path)."""
+    return {
+        path: sum(p.numel() for p in _unique(m.parameters())) for path, m in model.named_modules()
+    }

@@ -1,0 +1,158 @@
+"""Frozen result data: tensor metadata, costs, and one record per op."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from math import prod
+from typing import Any
+
+import torch
+
+_DTYPES: dict[str, torch.dtype] = {
+    str(d).removeprefix("torch."): d for d in vars(torch).values() if isinstance(d, torch.dtype)
+}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` -> ``"float32"`` (the form stored in records and JSON)."""
+    return str(dtype).removeprefix("torch.")
+
+
+def dtype_from_name(name: str) -> torch.dtype:
+    """Inverse of :func:`dtype_name`; raises ``KeyError`` for an unknown name."""
+    return _DTYPES[name]
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """Shape and dtype of one tensor: all that counting ever reads."""
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    @property
+    def numel(self) -> int:
+        return prod(self.shape)
+
+    @property
+    def is_floating(self) -> bool:
+        """True for floating point and complex dtypes (the ones that count)."""
+        d = dtype_from_name(self.dtype)
+        return d.is_floating_point or d.is_complex
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * dtype_from_name(self.dtype).itemsize
+
+    def __str__(self) -> str:
+        return f"{self.dtype}[{', '.join(map(str, self.shape))}]"
+
+    @classmethod
+    def of(cls, t: torch.Tensor) -> TensorMeta:
+        return cls(tuple(int(s) for s in t.shape), dtype_name(t.dtype))
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Multiply-accumulates and floating-point operations of one op (exact ints)."""
+
+    macs: int = 0
+    flops: int = 0
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.macs + other.macs, self.flops + other.flops)
+
+
+ZERO = Cost()
+
+
+class Status(str, Enum):
+    """How an op was handled: every call node ends as exactly one of these."""
+
+    COUNTED = "counted"
+    FREE = "free"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """One op of the traced graph and what it costs."""
+
+    node: str
+    """Name of the graph node (unique within one analysis)."""
+    op: str
+    """Readable op name shared by all forms of one op (``conv2d``, ``add``)."""
+    target: str
+    """The exact call target (``torch.nn.Conv2d``, ``operator.add``, ``Tensor.view``)."""
+    kind: str
+    """``call_module``, ``call_function`` or ``call_method``."""
+    module: str
+    """Dotted path of the module the op ran in; ``""`` is the root."""
+    inputs: tuple[TensorMeta, ...]
+    outputs: tuple[TensorMeta, ...]
+    macs: int
+    flops: int
+    bytes_read: int
+    """Bytes of the tensors the op reads, its own parameters included."""
+    bytes_written: int
+    status: Status
+    reason: str = ""
+    """Why an op is free or skipped; empty when counted."""
+
+    @property
+    def cost(self) -> Cost:
+        return Cost(self.macs, self.flops)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "op": self.op,
+            "target": self.target,
+            "kind": self.kind,
+            "module": self.module,
+            "inputs": [_meta_to_dict(m) for m in self.inputs],
+            "outputs": [_meta_to_dict(m) for m in self.outputs],
+            "macs": self.macs,
+            "flops": self.flops,
+            "bytes_read": self.bytes_read,
+            "bytes_written": self.bytes_written,
+            "status": self.status.value,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OpRecord:
+        return cls(
+            node=d["node"],
+            op=d["op"],
+            target=d["target"],
+            kind=d["kind"],
+            module=d["module"],
+            inputs=tuple(_meta_from_dict(m) for m in d["inputs"]),
+            outputs=tuple(_meta_from_dict(m) for m in d["outputs"]),
+            macs=int(d["macs"]),
+            flops=int(d["flops"]),
+            bytes_read=int(d["bytes_read"]),
+            bytes_written=int(d["bytes_written"]),
+            status=Status(d["status"]),
+            reason=d.get("reason", ""),
+        )
+
+
+def _meta_to_dict(m: TensorMeta) -> dict[str, Any]:
+    return {"shape": list(m.shape), "dtype": m.dtype}
+
+
+def _meta_from_dict(d: dict[str, Any]) -> TensorMeta:
+    return TensorMeta(tuple(int(s) for s in d["shape"]), d["dtype"])
+
+
+@dataclass(frozen=True)
+class SkippedOp:
+    """An op name no handler knew: how often it occurred and in which modules."""
+
+    op: str
+    count: int
+    where: tuple[str, ...]
+    """Module paths of the occurrences, in graph order (``""`` is the root)."""

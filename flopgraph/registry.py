@@ -1,0 +1,133 @@
+"""The handler registry: which rule counts which call target.
+
+Keys come in four kinds: a module type (``nn.Conv2d``), a callable
+(``torch.add``, ``operator.add``, ``F.relu``), a tensor method name (given as a
+``str`` such as ``"add_"``) and, for the aten frontend, an aten op overload
+packet. Each key maps to one :class:`Rule`. An analysis works on a copy, so a
+per-call override never leaks into the next call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+import torch
+
+from .errors import RegistryError
+from .records import Cost
+
+KeyKind = Literal["module", "function", "method"]
+Key = tuple[KeyKind, Any]  # Any: a module type, a callable or a method name
+Handler = Callable[["Any"], Union[Cost, int]]
+"""A handler receives an :class:`~flopgraph.handlers.context.OpContext` and
+returns a :class:`Cost` (or an int, read as flops with no macs)."""
+Target = Union[type, Callable[..., Any], str]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one target is counted: a handler, or free with a reason."""
+
+    name: str
+    """Readable op name the records carry (``conv2d``, ``add``)."""
+    handler: Handler | None = None
+    """None means free: the op counts 0 and ``reason`` says why."""
+    reason: str = ""
+    user: bool = False
+    """Registered by a user (its results are validated more strictly)."""
+
+    @property
+    def is_free(self) -> bool:
+        return self.handler is None
+
+
+def key_of(target: Target) -> Key:
+    """The registry key for a target; raises RegistryError for an unusable one."""
+    if isinstance(target, str):
+        return ("method", target)
+    if isinstance(target, type):
+        if not issubclass(target, torch.nn.Module):
+            raise RegistryError(
+                f"a class target must be a torch.nn.Module subclass, got {target.__qualname__}"
+            )
+        return ("module", target)
+    if callable(target):
+        return ("function", target)
+    raise RegistryError(
+        "a handler target must be an nn.Module subclass, a callable or a tensor "
+        f"method name (str), got {type(target).__name__}: {target!r}"
+    )
+
+
+def default_name(target: Target) -> str:
+    """A readable op name for a target that has no registered rule."""
+    if isinstance(target, str):
+        return target.strip("_") if target.startswith("__") else target.rstrip("_")
+    if isinstance(target, type):
+        return target.__name__
+    name = getattr(target, "__name__", None) or type(target).__name__
+    return str(name).rstrip("_")
+
+
+class Registry:
+    """A mapping from keys to rules, with decorator registration and copies."""
+
+    def __init__(self, rules: Mapping[Key, Rule] | None = None) -> None:
+        self._rules: dict[Key, Rule] = dict(rules or {})
+
+    def add(self, targets: Iterable[Target], rule: Rule, *, replace: bool = False) -> None:
+        """Map each target to ``rule``; a second rule for one key needs ``replace``."""
+        for target in targets:
+            key = key_of(target)
+            if not replace and key in self._rules:
+                raise RegistryError(f"{_describe(key)} already has a rule ({self._rules[key].name})")
+            self._rules[key] = rule
+
+    def handler(
+        self, *targets: Target, name: str | None = None, replace: bool = False
+    ) -> Callable[[Handler], Handler]:
+        """Decorator: register the decorated function for ``targets``."""
+
+        def deco(fn: Handler) -> Handler:
+            self.add(targets, Rule(name or default_name(targets[0]), fn), replace=replace)
+            return fn
+
+        if not targets:
+            raise RegistryError("handler() needs at least one target")
+        return deco
+
+    def free(self, targets: Iterable[Target], name: str | None, reason: str) -> None:
+        """Register targets that count 0, each with its reason."""
+        for t in targets:
+            self.add([t], Rule(name or default_name(t), None, reason))
+
+    def get(self, key: Key) -> Rule | None:
+        return self._rules.get(key)
+
+    def lookup_module(self, cls: type) -> Rule | None:
+        """Rule for a module type: its own, else a base class's when the subclass
+        keeps that base's forward (a subclass with its own forward is traced)."""
+        rule = self._rules.get(("module", cls))
+        if rule is not None:
+            return rule
+        for base in cls.__mro__[1:]:
+            rule = self._rules.get(("module", base))
+            if rule is not None:
+                return rule if getattr(cls, "forward", None) is getattr(base, "forward", None) else None
+        return None
+
+    def copy(self) -> Registry:
+        return Registry(self._rules)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rules
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+
+def _describe(key: Key) -> str:
+    kind, target = key
+    return f"{kind} {default_name(target)}"

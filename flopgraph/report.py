@@ -1,0 +1,152 @@
+"""The Report: the records of one analysis and the views computed from them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .params import ParamStats
+from .records import Cost, OpRecord, SkippedOp, Status, TensorMeta
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FrontendInfo:
+    """Which frontend produced the graph, and why (after a fallback)."""
+
+    name: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ModuleInfo:
+    """One module of the model as the analysis saw it."""
+
+    path: str
+    type: str
+    params: int
+    """Parameters in this module and below, each tensor once."""
+    calls: int
+    """Times its forward ran in the traced graph (0: never called)."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """Exact costs of one model on one input, per op, with views over them.
+
+    Views (``by_module``, ``by_operator``, ``skipped``) are recomputed from
+    ``records`` on each call; a report never changes after it is made.
+    """
+
+    model: str
+    convention: str
+    frontend: FrontendInfo
+    inputs: tuple[TensorMeta, ...]
+    records: tuple[OpRecord, ...]
+    params: ParamStats
+    modules: tuple[ModuleInfo, ...] = field(default_factory=tuple)
+
+    @property
+    def macs(self) -> int:
+        return sum(r.macs for r in self.records)
+
+    @property
+    def flops(self) -> int:
+        return sum(r.flops for r in self.records)
+
+    @property
+    def cost(self) -> Cost:
+        return Cost(self.macs, self.flops)
+
+    def by_module(self) -> dict[str, Cost]:
+        """Module path -> cumulative cost: each ancestor includes its descendants;
+        ``""`` is the whole model. Every module of the model appears, called or not."""
+        out: dict[str, Cost] = {m.path: Cost() for m in self.modules}
+        out.setdefault("", Cost())
+        for r in self.records:
+            if not (r.macs or r.flops):
+                continue
+            for path in _ancestors(r.module):
+                out[path] = out.get(path, Cost()) + r.cost
+        return out
+
+    def by_operator(self) -> dict[str, Cost]:
+        """Op name -> total cost of its occurrences, largest first."""
+        out: dict[str, Cost] = {}
+        for r in self.records:
+            out[r.op] = out.get(r.op, Cost()) + r.cost
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1].flops, kv[0])))
+
+    @property
+    def skipped(self) -> dict[str, SkippedOp]:
+        """Op name -> how often it was skipped (counted as 0) and where."""
+        where: dict[str, list[str]] = {}
+        for r in self.records:
+            if r.status is Status.SKIPPED:
+                where.setdefault(r.op, []).append(r.module)
+        return {op: SkippedOp(op, len(w), tuple(w)) for op, w in where.items()}
+
+    def status_counts(self) -> dict[Status, int]:
+        counts = {s: 0 for s in Status}
+        for r in self.records:
+            counts[r.status] += 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model,
+            "convention": self.convention,
+            "frontend": {"name": self.frontend.name, "note": self.frontend.note},
+            "inputs": [{"shape": list(m.shape), "dtype": m.dtype} for m in self.inputs],
+            "totals": {"macs": self.macs, "flops": self.flops},
+            "params": self.params.to_dict(),
+            "modules": [dict(vars(m)) for m in self.modules],
+            "records": [r.to_dict() for r in self.records],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Report:
+        version = d.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"unsupported report schema_version {version!r} (expected {SCHEMA_VERSION})")
+        return cls(
+            model=d["model"],
+            convention=d["convention"],
+            frontend=FrontendInfo(d["frontend"]["name"], d["frontend"].get("note", "")),
+            inputs=tuple(TensorMeta(tuple(m["shape"]), m["dtype"]) for m in d["inputs"]),
+            records=tuple(OpRecord.from_dict(r) for r in d["records"]),
+            params=ParamStats.from_dict(d["params"]),
+            modules=tuple(ModuleInfo(**m) for m in d["modules"]),
+        )
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> Report:
+        return cls.from_dict(json.loads(text))
+
+    def __repr__(self) -> str:
+        return (
+            f"Report({self.model}: flops={self.flops:,} macs={self.macs:,} "
+            f"params={self.params.total:,} ops={len(self.records)} "
+            f"skipped={sum(s.count for s in self.skipped.values())} "
+            f"convention={self.convention!r} frontend={self.frontend.name!r})"
+        )
+
+    def __rich__(self) -> Any:
+        from .render.terminal import render_report
+
+        return render_report(self)
+
+
+def _ancestors(path: str) -> list[str]:
+    """``"a.b.c"`` -> ``["", "a", "a.b", "a.b.c"]``."""
+    if not path:
+        return [""]
+    parts = path.split(".")
+    return [""] + [".".join(parts[: i + 1]) for i in range(len(parts))]

@@ -1,0 +1,196 @@
+"""The annotating pass: run a traced graph on meta (or fake) tensors.
+
+Each node's result is stored, as TensorMeta (tuple and dict structure kept),
+under ``node.meta[META_KEY]``; counting reads these annotations alone. No real
+arithmetic runs and the user's weights are never read: parameters, buffers and
+inputs are replaced by data-less twins, and leaf modules run as shadows that
+hold those twins, so the user's module objects are never called or changed.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any, Literal
+
+import torch
+import torch.fx
+from torch.fx.node import map_aggregate
+
+from .errors import PropagationError
+from .frontends.fx import TracedGraph
+from .records import TensorMeta
+
+META_KEY = "flopgraph.value"
+Mode = Literal["meta", "fake"]
+
+_HOOK_DICTS = (
+    "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+    "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks",
+    "_backward_pre_hooks",
+)  # fmt: skip
+
+
+class _Twins:
+    """Data-less stand-ins for real tensors and modules, made once per analysis."""
+
+    def __init__(self, mode: Mode) -> None:
+        self.mode = mode
+        self._tensors: dict[int, torch.Tensor] = {}
+        self._modules: dict[int, torch.nn.Module] = {}
+        self.fake_mode: Any = None
+        if mode == "fake":
+            from torch._subclasses.fake_tensor import FakeTensorMode
+
+            self.fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+
+    def tensor(self, t: torch.Tensor) -> torch.Tensor:
+        twin = self._tensors.get(id(t))
+        if twin is None:
+            if self.fake_mode is not None:
+                twin = self.fake_mode.from_tensor(t, static_shapes=True)
+            else:
+                twin = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+            self._tensors[id(t)] = twin
+        return twin
+
+    def module(self, m: torch.nn.Module) -> torch.nn.Module:
+        """A shallow copy of ``m`` whose tensors are twins and whose hooks are empty."""
+        shadow = self._modules.get(id(m))
+        if shadow is None:
+            d = dict(m.__dict__)
+            d["_parameters"] = {k: self._maybe(v) for k, v in m._parameters.items()}
+            d["_buffers"] = {k: self._maybe(v) for k, v in m._buffers.items()}
+            d["_modules"] = {k: None if v is None else self.module(v) for k, v in m._modules.items()}
+            for name in _HOOK_DICTS:
+                if name in d:
+                    d[name] = OrderedDict()
+            shadow = object.__new__(type(m))
+            object.__setattr__(shadow, "__dict__", d)
+            self._modules[id(m)] = shadow
+        return shadow
+
+    def _maybe(self, t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else self.tensor(t)
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        with ExitStack() as stack:
+            stack.enter_context(torch.no_grad())
+            if self.fake_mode is not None:
+                stack.enter_context(self.fake_mode)
+            else:
+                # factories inside forward (torch.arange(n), torch.zeros(...)) land on meta
+                stack.enter_context(torch.device("meta"))
+            yield
+
+
+def to_meta(value: Any) -> Any:
+    """Replace tensors by TensorMeta in a nested value (tuples, lists, dicts kept)."""
+
+    def one(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            return TensorMeta.of(v)
+        if isinstance(v, torch.Size):
+            return tuple(int(s) for s in v)
+        return v
+
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple returns
+        value = tuple(value)
+    return map_aggregate(value, one)
+
+
+def propagate(traced: TracedGraph, mode: Mode = "meta") -> None:
+    """Annotate every node of ``traced.graph`` with its result's metadata."""
+    twins = _Twins(mode)
+    env: dict[torch.fx.Node, Any] = {}
+    root = traced.root
+
+    def load(a: Any) -> Any:
+        return torch.fx.node.map_arg(a, env.__getitem__)
+
+    with twins.active():
+        for node in traced.graph.nodes:
+            try:
+                value = _run(node, load, traced, twins, root)
+            except PropagationError:
+                raise
+            except Exception as e:  # a failure anywhere in the model or torch
+                raise PropagationError(_failure(node, e, env, root)) from e
+            env[node] = value
+            node.meta[META_KEY] = to_meta(value)
+
+
+def _run(
+    node: torch.fx.Node,
+    load: Callable[[Any], Any],
+    traced: TracedGraph,
+    twins: _Twins,
+    root: torch.nn.Module,
+) -> Any:
+    op = node.op
+    if op == "placeholder":
+        value = traced.placeholders[node.name]
+        return twins.tensor(value) if isinstance(value, torch.Tensor) else value
+    if op == "get_attr":
+        target = str(node.target)
+        obj = traced.constants[target] if target in traced.constants else _fetch(root, target)
+        if isinstance(obj, torch.Tensor):
+            return twins.tensor(obj)
+        return twins.module(obj) if isinstance(obj, torch.nn.Module) else obj
+    args, kwargs = load(node.args), load(node.kwargs)
+    if op == "call_function":
+        return node.target(*args, **kwargs)  # type: ignore[operator]
+    if op == "call_method":
+        self_obj, *rest = args
+        return getattr(self_obj, str(node.target))(*rest, **kwargs)
+    if op == "call_module":
+        shadow = twins.module(root.get_submodule(str(node.target)))
+        return shadow.forward(*args, **kwargs)
+    if op == "output":
+        return args[0]
+    raise PropagationError(f"unknown node kind {op!r} at node {node.name!r}")
+
+
+def _fetch(root: torch.nn.Module, target: str) -> Any:
+    obj: Any = root
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def describe_target(node: torch.fx.Node) -> str:
+    """A readable name of a node's call target (``Conv2d``, ``operator.add``)."""
+    t = node.target
+    if node.op == "call_method":
+        return f"Tensor.{t}"
+    if node.op == "call_function":
+        mod = getattr(t, "__module__", None) or ""
+        name = getattr(t, "__qualname__", None) or getattr(t, "__name__", None) or repr(t)
+        if mod in ("_operator", "operator"):
+            mod = "operator"
+        return f"{mod}.{name}" if mod else str(name)
+    return str(t)
+
+
+def _failure(
+    node: torch.fx.Node, e: Exception, env: dict[torch.fx.Node, Any], root: torch.nn.Module
+) -> str:
+    seen: list[str] = []
+    for a in node.all_input_nodes:
+        v = env.get(a)
+        if isinstance(v, torch.Tensor):
+            seen.append(f"{a.name}: {TensorMeta.of(v)}")
+    stack = node.meta.get("nn_module_stack") or {}
+    where = f" in module {next(reversed(stack.values()))[0]!r}" if stack else ""
+    target = describe_target(node)
+    if node.op == "call_module":
+        target = f"{node.target}: {type(root.get_submodule(str(node.target))).__name__}"
+    msg = str(e).strip().splitlines()
+    first = msg[0] if msg else type(e).__name__
+    inputs = ", ".join(seen) if seen else "no tensor inputs"
+    return (
+        f"shape propagation failed at node {node.name!r} ({node.op} {target}){where} "
+        f"with inputs {inputs}: {type(e).__name__}: {first}"
+    )

@@ -1,0 +1,17 @@
+# Sourced by scripts/demo and scripts/test: make (once) and enter the project's
+# virtual environment, with a torch build installed before the package itself.
+# FLOPGRAPH_VENV picks the environment's folder; FLOPGRAPH_TORCH the torch spec.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${FLOPGRAPH_VENV:-$root/.venv}"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+# shellcheck disable=SC1091
+. "$venv/bin/activate"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+if ! python -c "import torch, torchvision" >/dev/null 2>&1; then
+    # torch and torchvision must come as a matching pair
+    # shellcheck disable=SC2086
+    python -m pip install -q ${FLOPGRAPH_TORCH:-torch==2.14.1 torchvision==0.29.1}
+fi
