@@ -11,7 +11,7 @@ import torch
 from .count import count, module_path
 from .errors import InputError, PropagationError, SkippedOpWarning
 from .frontends.fx import TracedGraph, trace_fx
-from .handlers import DEFAULT
+from .handlers import DEFAULT, install_extensions
 from .inputs import normalize_inputs
 from .params import ParamStats, module_param_counts
 from .records import OpRecord, TensorMeta
@@ -70,6 +70,7 @@ def analyze(
 
 
 def _registry(convention: str, handlers: Mapping[Target, Callable[..., Any]] | None) -> Registry:
+    install_extensions()
     base = CONVENTIONS.get(convention)
     if base is None:
         raise InputError(f"unknown convention {convention!r}; known: {', '.join(CONVENTIONS)}")

@@ -35,8 +35,10 @@ _HOOK_DICTS = (
 class _Twins:
     """Data-less stand-ins for real tensors and modules, made once per analysis."""
 
-    def __init__(self, mode: Mode) -> None:
+    def __init__(self, mode: Mode, device: torch.device) -> None:
         self.mode = mode
+        self.device = device
+        """Where fake twins of data-less (meta) inputs live: the model's device."""
         self._tensors: dict[int, torch.Tensor] = {}
         self._modules: dict[int, torch.nn.Module] = {}
         self.fake_mode: Any = None
@@ -48,7 +50,12 @@ class _Twins:
     def tensor(self, t: torch.Tensor) -> torch.Tensor:
         twin = self._tensors.get(id(t))
         if twin is None:
-            if self.fake_mode is not None:
+            if self.fake_mode is not None and t.device.type == "meta":
+                with self.fake_mode:
+                    twin = torch.empty_strided(
+                        t.shape, t.stride(), dtype=t.dtype, device=self.device
+                    )
+            elif self.fake_mode is not None:
                 twin = self.fake_mode.from_tensor(t, static_shapes=True)
             else:
                 twin = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
@@ -103,7 +110,7 @@ def to_meta(value: Any) -> Any:
 
 def propagate(traced: TracedGraph, mode: Mode = "meta") -> None:
     """Annotate every node of ``traced.graph`` with its result's metadata."""
-    twins = _Twins(mode)
+    twins = _Twins(mode, _device_of(traced.root))
     env: dict[torch.fx.Node, Any] = {}
     root = traced.root
 
@@ -151,6 +158,14 @@ def _run(
     if op == "output":
         return args[0]
     raise PropagationError(f"unknown node kind {op!r} at node {node.name!r}")
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
 
 
 def _fetch(root: torch.nn.Module, target: str) -> Any:

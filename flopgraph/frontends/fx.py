@@ -84,6 +84,8 @@ def trace_fx(
     other input (and each omitted argument's default) is specialised."""
     params = _forward_params(model)
     bound = _bind(model, params, args, kwargs)
+    if registry.lookup_module(type(model)) is not None:
+        return _leaf_root(model, bound)
     concrete = {n: v for n, v in bound.items() if not isinstance(v, torch.Tensor)}
     tracer = _Tracer(registry)
     try:
@@ -97,6 +99,16 @@ def trace_fx(
     inputs = {ph.name: bound[name] for ph, name in zip(placeholders, names, strict=True)}
     _drop_specialization_checks(graph)
     return TracedGraph(graph, model, inputs, dict(tracer.constants))
+
+
+def _leaf_root(model: torch.nn.Module, bound: dict[str, Any]) -> TracedGraph:
+    """A model that is itself a counted leaf (``analyze(nn.Conv2d(...))``): one node."""
+    graph = torch.fx.Graph()
+    phs = [graph.placeholder(name) for name in bound]
+    node = graph.call_module("", tuple(phs))
+    node.meta["nn_module_stack"] = {"": ("", type(model))}
+    graph.output(node)
+    return TracedGraph(graph, model, {ph.name: v for ph, v in zip(phs, bound.values())}, {})
 
 
 def _forward_params(model: torch.nn.Module) -> list[inspect.Parameter]:

@@ -5,8 +5,32 @@ lives, look up its family: contractions, elementwise, reductions, norms,
 pooling, misc (dropout, interpolation, embedding bags) or free.
 """
 
+import sys
+from collections.abc import Callable
+
+from ..registry import Registry
 from . import contractions, elementwise, free, misc, norms, pooling, reductions  # noqa: F401
 from .context import OpContext
 from .table import DEFAULT, forms
 
-__all__ = ["DEFAULT", "OpContext", "forms"]
+
+def _torchvision(registry: Registry) -> None:
+    from . import torchvision_ops
+
+    torchvision_ops.install(registry)
+
+
+# library name -> installer of its handlers, run once that library has been imported
+_EXTENSIONS: dict[str, Callable[[Registry], None]] = {"torchvision": _torchvision}
+_installed: set[str] = set()
+
+
+def install_extensions() -> None:
+    """Add handlers for third-party ops whose library the user has imported."""
+    for name, installer in _EXTENSIONS.items():
+        if name not in _installed and name in sys.modules:
+            installer(DEFAULT)
+            _installed.add(name)
+
+
+__all__ = ["DEFAULT", "OpContext", "forms", "install_extensions"]

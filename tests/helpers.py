@@ -1,0 +1,35 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+import flopgraph
+
+
+class Fn(nn.Module):
+    """Wraps a function of up to three tensors as a model."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x, y=None, z=None):
+        args = [a for a in (x, y, z) if a is not None]
+        return self.fn(*args)
+
+
+def cost_of(model: nn.Module, *shapes, **kw) -> flopgraph.Cost:
+    """The single counted op's cost (asserting exactly one op is counted)."""
+    report = flopgraph.analyze(model, tuple(flopgraph.TensorSpec(s) for s in shapes), **kw)
+    counted = [r for r in report.records if r.status is flopgraph.Status.COUNTED]
+    assert len(counted) == 1, [(r.op, r.status) for r in report.records]
+    assert not report.skipped
+    return counted[0].cost
+
+
+def fn_cost(fn: Callable[..., torch.Tensor], *shapes) -> flopgraph.Cost:
+    return cost_of(Fn(fn), *shapes)
