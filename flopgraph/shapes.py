@@ -69,7 +69,9 @@ class _Twins:
             d = dict(m.__dict__)
             d["_parameters"] = {k: self._maybe(v) for k, v in m._parameters.items()}
             d["_buffers"] = {k: self._maybe(v) for k, v in m._buffers.items()}
-            d["_modules"] = {k: None if v is None else self.module(v) for k, v in m._modules.items()}
+            d["_modules"] = {
+                k: None if v is None else self.module(v) for k, v in m._modules.items()
+            }
             for name in _HOOK_DICTS:
                 if name in d:
                     d[name] = OrderedDict()
@@ -163,8 +165,8 @@ def _run(
 def _device_of(model: torch.nn.Module) -> torch.device:
     for t in model.parameters():
         return t.device
-    for t in model.buffers():
-        return t.device
+    for b in model.buffers():
+        return b.device
     return torch.device("cpu")
 
 

@@ -6,10 +6,10 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_untouched, snapshot
 from torch import nn
 
 import flopgraph
-from conftest import assert_untouched, snapshot
 from flopgraph import Cost, Status, TensorSpec
 from flopgraph.examples import BasicBlock, LeNet, TinyTransformerBlock
 

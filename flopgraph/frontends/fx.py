@@ -108,7 +108,8 @@ def _leaf_root(model: torch.nn.Module, bound: dict[str, Any]) -> TracedGraph:
     node = graph.call_module("", tuple(phs))
     node.meta["nn_module_stack"] = {"": ("", type(model))}
     graph.output(node)
-    return TracedGraph(graph, model, {ph.name: v for ph, v in zip(phs, bound.values())}, {})
+    inputs = {ph.name: v for ph, v in zip(phs, bound.values(), strict=True)}
+    return TracedGraph(graph, model, inputs, {})
 
 
 def _forward_params(model: torch.nn.Module) -> list[inspect.Parameter]:
