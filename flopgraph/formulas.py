@@ -8,7 +8,7 @@ to the counting spec that docs/conventions.md explains.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from math import ceil, floor, prod
+from math import prod
 
 from .records import Cost
 
@@ -275,6 +275,21 @@ def norm2(inp: Shape, out: Shape) -> Cost:
     return Cost(0, 2 * numel(inp) + numel(out))
 
 
+def vector_norm(inp: Shape, out: Shape, p: float | str | None) -> Cost:
+    """A vector p-norm over the reduced dims (None, 2 and "fro" are the 2-norm).
+
+    Following the 2-norm's rule (one operation per element and one to accumulate
+    it, then the root): p = 1 is abs and accumulate, p = +-inf abs and compare,
+    p = 0 compare and count (2 * numel(in), no root); any other p is abs, power
+    and accumulate, then the 1/p power (3 * numel(in) + numel(out)).
+    """
+    if p in (None, 2, 2.0, "fro"):
+        return norm2(inp, out)
+    if p in (1, 1.0, 0, 0.0, float("inf"), float("-inf")):
+        return Cost(0, 2 * numel(inp))
+    return Cost(0, 3 * numel(inp) + numel(out))
+
+
 def cumulative(inp: Shape, dim_size: int) -> Cost:
     # n - 1 adds along the dim per line: numel(in) - numel(in) / size(dim)
     n = numel(inp)
@@ -326,9 +341,10 @@ def pool(out: Shape, kernel: Shape) -> Cost:
 def adaptive_window_sum(n: int, m: int) -> int:
     """Sum over the m output positions of the window length along one dim.
 
-    Window i spans floor(i*n/m) to ceil((i+1)*n/m), as torch computes it.
+    Window i spans floor(i*n/m) to ceil((i+1)*n/m), as torch computes it (in
+    integer arithmetic here, so the count is exact at any size).
     """
-    return sum(ceil((i + 1) * n / m) - floor(i * n / m) for i in range(m))
+    return sum(-(-(i + 1) * n // m) - i * n // m for i in range(m))
 
 
 def adaptive_pool(inp: Shape, out: Shape, dims: int) -> Cost:
