@@ -9,7 +9,10 @@ import sys
 from collections.abc import Callable
 
 from ..registry import Registry
-from . import contractions, elementwise, free, misc, norms, pooling, reductions  # noqa: F401
+from . import (  # noqa: F401
+    attention, contractions, elementwise, free, misc, norms, pooling, recurrent, reductions,
+    transformer,
+)
 from .context import OpContext
 from .table import DEFAULT, forms
 

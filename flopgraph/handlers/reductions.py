@@ -38,7 +38,10 @@ def std(ctx: OpContext) -> Cost:
 
 
 def norm(ctx: OpContext) -> Cost:
-    return f.norm2(ctx.x.shape, ctx.y.shape)
+    # torch.norm(input, p="fro", dim, ...), Tensor.norm(p=...),
+    # torch.linalg.vector_norm(x, ord=2, ...), torch.linalg.norm(x, ord=None, ...)
+    p = ctx.arg(1, "ord", ctx.kwargs.get("p", "fro"))
+    return f.vector_norm(ctx.x.shape, ctx.y.shape, p)
 
 
 def cumulative(ctx: OpContext) -> Cost:
@@ -60,7 +63,8 @@ for _name, _handler in (
     ("sum", reduce), ("nansum", reduce), ("prod", reduce), ("amax", reduce),
     ("amin", reduce), ("max", max_min), ("min", max_min), ("mean", mean),
     ("nanmean", mean), ("var", var), ("std", std), ("var_mean", var), ("std_mean", std),
-    ("norm", norm), ("vector_norm", norm), ("cumsum", cumulative), ("cumprod", cumulative),
+    ("norm", norm), ("vector_norm", norm), ("cumsum", cumulative), ("cumprod", cumulative), ("cummax", cumulative),
+    ("cummin", cumulative),
     ("logsumexp", logsumexp), ("softmax", softmax), ("log_softmax", softmax),
     ("softmin", softmax),
 ):  # fmt: skip
