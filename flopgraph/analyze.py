@@ -8,21 +8,20 @@ from typing import Any, Literal
 
 import torch
 
-from .count import count, module_path
-from .errors import InputError, PropagationError, SkippedOpWarning
-from .frontends.fx import TracedGraph, trace_fx
+from .count import module_path
+from .errors import InputError, SkippedOpWarning
 from .handlers import DEFAULT, install_extensions
 from .inputs import normalize_inputs
 from .params import ParamStats, module_param_counts
+from .pipeline import Frontend, run
+from .presets import FVCORE, TORCH
 from .records import OpRecord, TensorMeta
 from .registry import Registry, Rule, Target, default_name
-from .report import FrontendInfo, ModuleInfo, Report
-from .shapes import propagate
+from .report import ModuleInfo, Report
 
-Convention = Literal["default"]
-Frontend = Literal["auto", "fx"]
+Convention = Literal["default", "fvcore", "torch"]
 
-CONVENTIONS: dict[str, Registry] = {"default": DEFAULT}
+CONVENTIONS: dict[str, Registry] = {"default": DEFAULT, "fvcore": FVCORE, "torch": TORCH}
 
 
 def analyze(
@@ -45,25 +44,16 @@ def analyze(
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     registry = _registry(convention, handlers)
-    if frontend not in ("auto", "fx"):
-        raise InputError(f"frontend must be 'auto' or 'fx', got {frontend!r}")
     args, kw = normalize_inputs(inputs, kwargs)
-    traced = trace_fx(model, args, kw, registry)
-    try:
-        propagate(traced, "meta")
-    except PropagationError:
-        # meta tensors cannot mix with tensors a forward creates on a real device;
-        # fake tensors can, at some cost in speed
-        propagate(traced, "fake")
-    records = count(traced, registry)
+    counted = run(model, args, kw, registry, frontend)
     report = Report(
         model=type(model).__name__,
         convention=convention,
-        frontend=FrontendInfo("fx"),
+        frontend=counted.frontend,
         inputs=tuple(_input_metas(args, kw)),
-        records=tuple(records),
+        records=counted.records,
         params=ParamStats.of(model),
-        modules=_modules(model, traced),
+        modules=_modules(model, counted.module_calls),
     )
     _warn_skipped(report)
     return report
@@ -104,14 +94,10 @@ def _input_metas(args: tuple[Any, ...], kw: Mapping[str, Any]) -> list[TensorMet
     return [TensorMeta.of(v) for v in (*args, *kw.values()) if isinstance(v, torch.Tensor)]
 
 
-def _modules(model: torch.nn.Module, traced: TracedGraph) -> tuple[ModuleInfo, ...]:
-    calls: dict[str, set[str]] = {}
-    for node in traced.graph.nodes:
-        for key, (path, _) in (node.meta.get("nn_module_stack") or {}).items():
-            calls.setdefault(path, set()).add(key)
+def _modules(model: torch.nn.Module, calls: Mapping[str, int]) -> tuple[ModuleInfo, ...]:
     counts = module_param_counts(model)
     return tuple(
-        ModuleInfo(path, type(m).__name__, counts[path], len(calls.get(path, ())) or int(not path))
+        ModuleInfo(path, type(m).__name__, counts[path], calls.get(path, 0) or int(not path))
         for path, m in model.named_modules()
     )
 

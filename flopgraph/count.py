@@ -16,7 +16,7 @@ from torch.fx.node import map_arg
 from .errors import HandlerError
 from .frontends.fx import TracedGraph
 from .handlers.context import OpContext, iter_metas
-from .records import Cost, OpRecord, Status, TensorMeta
+from .records import Cost, OpRecord, Status
 from .registry import Key, Registry, Rule, default_name
 from .shapes import META_KEY, describe_target
 
@@ -54,30 +54,55 @@ def _records(traced: TracedGraph, registry: Registry) -> Iterator[OpRecord]:
             node=node.name,
             extra={"method": node.target} if node.op == "call_method" else {},
         )
-        inputs, outputs = ctx.inputs, ctx.outputs
         if module is not None and node.target not in param_bytes:
             param_bytes[str(node.target)] = sum(
                 p.numel() * p.element_size() for p in module.parameters()
             )
         own = param_bytes.get(str(node.target), 0) if module is not None else 0
-        name = rule.name if rule is not None else _skip_name(node, module)
-        status, reason, cost = _classify(node, rule, ctx, outputs)
-        moved = bool(outputs) and status is not Status.SKIPPED
-        yield OpRecord(
-            node=node.name,
-            op=name,
+        yield make_record(
+            ctx,
+            rule,
+            op=rule.name if rule is not None else _skip_name(node, module),
             target=_target_label(node, module),
-            kind=node.op,
             module=module_path(node),
-            inputs=inputs,
-            outputs=outputs,
-            macs=cost.macs,
-            flops=cost.flops,
-            bytes_read=(sum(m.nbytes for m in inputs) + own) if moved else 0,
-            bytes_written=sum(m.nbytes for m in outputs) if moved else 0,
-            status=status,
-            reason=reason,
+            described=describe_target(node),
+            own_bytes=own,
         )
+
+
+def make_record(
+    ctx: OpContext,
+    rule: Rule | None,
+    *,
+    op: str,
+    target: str,
+    module: str,
+    described: str,
+    own_bytes: int = 0,
+) -> OpRecord:
+    """One op's record: its status, its cost from ``rule`` and the bytes it moves.
+
+    ``described`` names the call target in a handler's error message; ``own_bytes``
+    are the parameters a module call reads besides its inputs.
+    """
+    inputs, outputs = ctx.inputs, ctx.outputs
+    status, reason, cost = _classify(rule, ctx, described)
+    moved = bool(outputs) and status is not Status.SKIPPED
+    return OpRecord(
+        node=ctx.node,
+        op=op,
+        target=target,
+        kind=ctx.kind,
+        module=module,
+        inputs=inputs,
+        outputs=outputs,
+        macs=cost.macs,
+        flops=cost.flops,
+        bytes_read=(sum(m.nbytes for m in inputs) + own_bytes) if moved else 0,
+        bytes_written=sum(m.nbytes for m in outputs) if moved else 0,
+        status=status,
+        reason=reason,
+    )
 
 
 def _meta(n: torch.fx.Node) -> Any:
@@ -94,22 +119,20 @@ def _rule(node: torch.fx.Node, module: torch.nn.Module | None, reg: Registry) ->
         return None
 
 
-def _classify(
-    node: torch.fx.Node, rule: Rule | None, ctx: OpContext, outputs: tuple[TensorMeta, ...]
-) -> tuple[Status, str, Cost]:
-    if not any(m.is_floating for m in outputs):
+def _classify(rule: Rule | None, ctx: OpContext, described: str) -> tuple[Status, str, Cost]:
+    if not any(m.is_floating for m in ctx.outputs):
         return Status.FREE, NO_FLOAT_OUTPUT, Cost()
     if rule is None:
         return Status.SKIPPED, NO_HANDLER, Cost()
     if rule.handler is None:
         return Status.FREE, rule.reason, Cost()
-    return Status.COUNTED, "", _call(node, rule, ctx)
+    return Status.COUNTED, "", _call(rule, ctx, described)
 
 
-def _call(node: torch.fx.Node, rule: Rule, ctx: OpContext) -> Cost:
+def _call(rule: Rule, ctx: OpContext, described: str) -> Cost:
     where = (
         f"handler {getattr(rule.handler, '__qualname__', rule.handler)!r} for "
-        f"{describe_target(node)} at node {node.name!r} "
+        f"{described} at node {ctx.node!r} "
         f"(inputs {', '.join(map(str, ctx.inputs)) or 'none'}; "
         f"outputs {', '.join(map(str, ctx.outputs)) or 'none'})"
     )
@@ -150,4 +173,4 @@ def _target_label(node: torch.fx.Node, module: torch.nn.Module | None) -> str:
     return describe_target(node)
 
 
-__all__ = ["count", "module_path", "iter_metas"]
+__all__ = ["count", "make_record", "module_path", "iter_metas"]

@@ -1,16 +1,21 @@
 """The handler registry: which rule counts which call target.
 
-Keys come in four kinds: a module type (``nn.Conv2d``), a callable
+Keys come in five kinds: a module type (``nn.Conv2d``), a callable
 (``torch.add``, ``operator.add``, ``F.relu``), a tensor method name (given as a
 ``str`` such as ``"add_"``) and, for the aten frontend, an aten op overload
-packet. Each key maps to one :class:`Rule`. An analysis works on a copy, so a
-per-call override never leaks into the next call.
+packet (``torch.ops.aten.addmm``) or a *composite*: a torch-level call
+(``F.scaled_dot_product_attention``, ``F.normalize``) that the aten frontend
+counts as one op instead of the aten ops it decomposes into. Each key maps to
+one :class:`Rule`. An analysis works on a copy, so a per-call override never
+leaks into the next call.
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 import torch
@@ -18,8 +23,8 @@ import torch
 from .errors import RegistryError
 from .records import Cost
 
-KeyKind = Literal["module", "function", "method"]
-Key = tuple[KeyKind, Any]  # Any: a module type, a callable or a method name
+KeyKind = Literal["module", "function", "method", "aten", "composite"]
+Key = tuple[KeyKind, Any]  # Any: a module type, a callable, a method name or an aten packet
 Handler = Callable[["Any"], Cost | int]
 """A handler receives an :class:`~flopgraph.handlers.context.OpContext` and
 returns a :class:`Cost` (or an int, read as flops with no macs)."""
@@ -43,8 +48,25 @@ class Rule:
         return self.handler is None
 
 
+@dataclass(frozen=True)
+class Policy:
+    """What a convention does, on the aten frontend, with what its table does not name."""
+
+    unknown_aten: Rule | None = None
+    """Rule for an aten op with no rule of its own; None: the op is skipped."""
+    unknown_builtin: Rule | None = None
+    """Rule for a torch builtin call (one that names an aten op) with no composite
+    rule; None: descend into the aten ops it ran. A convention that counts at the
+    level of the ops a Python program calls (fvcore's jit view) stops here."""
+    fx: bool = True
+    """Whether the table has rules for fx graphs too; a preset that only names aten
+    ops (fvcore, torch) always runs the aten frontend."""
+
+
 def key_of(target: Target) -> Key:
     """The registry key for a target; raises RegistryError for an unusable one."""
+    if isinstance(target, (torch._ops.OpOverloadPacket, torch._ops.OpOverload)):
+        return ("aten", aten_packet(target))
     if isinstance(target, str):
         return ("method", target)
     if isinstance(target, type):
@@ -61,8 +83,38 @@ def key_of(target: Target) -> Key:
     )
 
 
+def aten_packet(op: Any) -> Any:
+    """The overload packet of an aten op (``aten.add.Tensor`` -> ``aten.add``)."""
+    return op.overloadpacket if isinstance(op, torch._ops.OpOverload) else op
+
+
+_BUILTINS = (types.BuiltinFunctionType, types.MethodDescriptorType, types.WrapperDescriptorType)
+
+
+@lru_cache(maxsize=4096)
+def _aten_named(name: str) -> Any:
+    try:
+        return getattr(torch.ops.aten, name)
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def builtin_packet(target: Any) -> Any:
+    """The aten packet a torch builtin (a C function, tensor method or operator) is
+    bound to: ``F.linear`` -> ``aten.linear``, ``Tensor.__add__`` -> ``aten.add``;
+    None for a Python function such as ``F.normalize``."""
+    if not isinstance(target, _BUILTINS):
+        return None
+    name = str(getattr(target, "__name__", ""))
+    if name.startswith("__") and name.endswith("__"):
+        name = name[2:-2]
+    return _aten_named(name) if name else None
+
+
 def default_name(target: Target) -> str:
     """A readable op name for a target that has no registered rule."""
+    if isinstance(target, (torch._ops.OpOverloadPacket, torch._ops.OpOverload)):
+        return str(aten_packet(target).__name__).rstrip("_")
     if isinstance(target, str):
         return target.strip("_") if target.startswith("__") else target.rstrip("_")
     if isinstance(target, type):
@@ -74,8 +126,10 @@ def default_name(target: Target) -> str:
 class Registry:
     """A mapping from keys to rules, with decorator registration and copies."""
 
-    def __init__(self, rules: Mapping[Key, Rule] | None = None) -> None:
+    def __init__(self, rules: Mapping[Key, Rule] | None = None, policy: Policy = Policy()) -> None:
         self._rules: dict[Key, Rule] = dict(rules or {})
+        self.policy = policy
+        """How the aten frontend treats ops this table does not name."""
 
     def add(self, targets: Iterable[Target], rule: Rule, *, replace: bool = False) -> None:
         """Map each target to ``rule``; a second rule for one key needs ``replace``."""
@@ -100,6 +154,17 @@ class Registry:
             raise RegistryError("handler() needs at least one target")
         return deco
 
+    def composite(self, targets: Iterable[Any], rule: Rule, *, replace: bool = False) -> None:
+        """Count each target (an aten packet or a torch-level callable) as one op on
+        the aten frontend, the aten ops it runs included."""
+        for target in targets:
+            key: Key = ("composite", aten_packet(target))
+            if not replace and key in self._rules:
+                raise RegistryError(
+                    f"{_describe(key)} already has a rule ({self._rules[key].name})"
+                )
+            self._rules[key] = rule
+
     def free(self, targets: Iterable[Target], name: str | None, reason: str) -> None:
         """Register targets that count 0, each with its reason."""
         for t in targets:
@@ -122,7 +187,7 @@ class Registry:
         return None
 
     def copy(self) -> Registry:
-        return Registry(self._rules)
+        return Registry(self._rules, self.policy)
 
     def __contains__(self, key: object) -> bool:
         return key in self._rules

@@ -19,6 +19,9 @@ class FrontendInfo:
 
     name: str
     note: str = ""
+    real_run: bool = False
+    """True when the forward ran on real tensors because its control flow depends on
+    tensor values (aten frontend only); the counts are those of the branch it took."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,11 @@ class Report:
             "schema_version": SCHEMA_VERSION,
             "model": self.model,
             "convention": self.convention,
-            "frontend": {"name": self.frontend.name, "note": self.frontend.note},
+            "frontend": {
+                "name": self.frontend.name,
+                "note": self.frontend.note,
+                "real_run": self.frontend.real_run,
+            },
             "inputs": [{"shape": list(m.shape), "dtype": m.dtype} for m in self.inputs],
             "totals": {"macs": self.macs, "flops": self.flops},
             "params": self.params.to_dict(),
@@ -118,7 +125,11 @@ class Report:
         return cls(
             model=d["model"],
             convention=d["convention"],
-            frontend=FrontendInfo(d["frontend"]["name"], d["frontend"].get("note", "")),
+            frontend=FrontendInfo(
+                d["frontend"]["name"],
+                d["frontend"].get("note", ""),
+                bool(d["frontend"].get("real_run", False)),
+            ),
             inputs=tuple(TensorMeta(tuple(m["shape"]), m["dtype"]) for m in d["inputs"]),
             records=tuple(OpRecord.from_dict(r) for r in d["records"]),
             params=ParamStats.from_dict(d["params"]),

@@ -23,7 +23,9 @@ from .frontends.fx import TracedGraph
 from .records import TensorMeta
 
 META_KEY = "flopgraph.value"
-Mode = Literal["meta", "fake"]
+Mode = Literal["meta", "fake", "real"]
+"""meta/fake: data-less twins; real: detached copies of the user's tensors, for a
+forward whose control flow needs values (the aten frontend's last resort)."""
 
 _HOOK_DICTS = (
     "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
@@ -57,6 +59,8 @@ class _Twins:
                     )
             elif self.fake_mode is not None:
                 twin = self.fake_mode.from_tensor(t, static_shapes=True)
+            elif self.mode == "real":
+                twin = t.detach().clone()
             else:
                 twin = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
             self._tensors[id(t)] = twin
@@ -89,7 +93,7 @@ class _Twins:
             stack.enter_context(torch.no_grad())
             if self.fake_mode is not None:
                 stack.enter_context(self.fake_mode)
-            else:
+            elif self.mode == "meta":
                 # factories inside forward (torch.arange(n), torch.zeros(...)) land on meta
                 stack.enter_context(torch.device("meta"))
             yield

@@ -33,7 +33,8 @@ class TracedGraph:
 
     graph: torch.fx.Graph
     root: torch.nn.Module
-    """The user's model (read, never changed)."""
+    """A structural copy of the user's model that was traced (same parameter and
+    buffer objects, its own attribute dicts; see :func:`structural_copy`)."""
     placeholders: Mapping[str, Any] = field(default_factory=dict)
     """Placeholder node name -> the user's input bound to it."""
     constants: Mapping[str, torch.Tensor] = field(default_factory=dict)
@@ -88,8 +89,9 @@ def trace_fx(
         return _leaf_root(model, bound)
     concrete = {n: v for n, v in bound.items() if not isinstance(v, torch.Tensor)}
     tracer = _Tracer(registry)
+    root = structural_copy(model)
     try:
-        graph = tracer.trace(model, concrete_args=concrete or None)
+        graph = tracer.trace(root, concrete_args=concrete or None)
     except Exception as e:  # any failure inside user code or torch.fx
         raise TraceError(
             f"torch.fx could not trace {type(model).__name__}: {_one_line(e)}{_where(e)}"
@@ -98,7 +100,28 @@ def trace_fx(
     names = [p.name for p in params]
     inputs = {ph.name: bound[name] for ph, name in zip(placeholders, names, strict=True)}
     _drop_specialization_checks(graph)
-    return TracedGraph(graph, model, inputs, dict(tracer.constants))
+    return TracedGraph(graph, root, inputs, dict(tracer.constants))
+
+
+def structural_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A recursive shallow copy of ``model``: the same parameters, buffers and settings,
+    but its own attribute dicts, so a forward that assigns to ``self`` during tracing
+    (a cache such as torchvision's ``AnchorGenerator.cell_anchors``) stores proxies on
+    the copy, never on the user's module, even when tracing fails."""
+    memo: dict[int, torch.nn.Module] = {}
+
+    def copy(m: torch.nn.Module) -> torch.nn.Module:
+        if id(m) not in memo:
+            d = dict(m.__dict__)
+            clone = object.__new__(type(m))
+            memo[id(m)] = clone
+            d["_parameters"] = dict(m._parameters)
+            d["_buffers"] = dict(m._buffers)
+            d["_modules"] = {k: None if v is None else copy(v) for k, v in m._modules.items()}
+            object.__setattr__(clone, "__dict__", d)
+        return memo[id(m)]
+
+    return copy(model)
 
 
 def _leaf_root(model: torch.nn.Module, bound: dict[str, Any]) -> TracedGraph:

@@ -13,6 +13,8 @@ from . import (  # noqa: F401
     attention, contractions, elementwise, free, misc, norms, pooling, recurrent, reductions,
     transformer,
 )
+# the aten tables come last: they reuse the fx rules registered above
+from . import aten, aten_composite  # noqa: E402, F401
 from .context import OpContext
 from .table import DEFAULT, forms
 

@@ -1,0 +1,93 @@
+"""The counting pass of the aten frontend: records from an AtenTrace.
+
+A torch call with a composite rule in the convention's table is one record
+(the aten ops it ran are its parts, not records of their own). Every other
+call is looked through: each of its aten ops is one record, counted by its
+aten rule, free (a view, or a rule that says so) or skipped. So every
+recorded aten op ends in exactly one record, or inside exactly one composite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .count import make_record
+from .frontends.aten import AtenOp, AtenTrace, TorchCall
+from .handlers.context import OpContext
+from .records import OpRecord
+from .registry import Registry, Rule, builtin_packet, default_name
+
+VIEW = Rule("view", None, "a view of its input (data movement)")
+
+
+def count_aten(trace: AtenTrace, registry: Registry) -> list[OpRecord]:
+    names: dict[str, int] = {}
+    return list(_records(trace, registry, names))
+
+
+def _records(trace: AtenTrace, registry: Registry, names: dict[str, int]) -> Iterator[OpRecord]:
+    for item in trace.items:
+        if isinstance(item, AtenOp):
+            yield _op_record(item, registry, names)
+            continue
+        record = _call_record(item, registry, names)
+        if record is not None:
+            yield record
+        else:
+            for op in item.ops:
+                yield _op_record(op, registry, names)
+
+
+def _unique(name: str, names: dict[str, int]) -> str:
+    n = names.get(name, 0)
+    names[name] = n + 1
+    return f"{name}_{n}" if n else name
+
+
+def _call_record(call: TorchCall, registry: Registry, names: dict[str, int]) -> OpRecord | None:
+    """The call as one record, or None to count its aten ops one by one."""
+    rule = composite_rule(call, registry)
+    if rule is None:
+        return None
+    label = describe_call(call.target)
+    ctx = OpContext(
+        "composite", call.args, call.kwargs, call.out, None, _unique(rule.name, names),
+        {"target": call.target},
+    )  # fmt: skip
+    return make_record(ctx, rule, op=rule.name, target=label, module=call.module, described=label)
+
+
+def composite_rule(call: TorchCall, registry: Registry) -> Rule | None:
+    """The convention's rule for a whole torch call, if it has one (a fallback for a
+    builtin is renamed after the op the builtin names)."""
+    rule = registry.get(("composite", call.target))
+    packet = builtin_packet(call.target)
+    if rule is None and packet is not None:
+        rule = registry.get(("composite", packet))
+        fallback = registry.policy.unknown_builtin
+        if rule is None and fallback is not None:
+            rule = Rule(default_name(packet), None, fallback.reason)
+    return rule
+
+
+def _op_record(op: AtenOp, registry: Registry, names: dict[str, int]) -> OpRecord:
+    packet = op.op.overloadpacket
+    rule = registry.get(("aten", packet))
+    name = rule.name if rule is not None else default_name(packet)
+    if rule is None:  # a fallback rule keeps the op's own name
+        rule = VIEW if op.op.is_view else registry.policy.unknown_aten
+    extra = {"overload": op.op._overloadname}
+    ctx = OpContext("aten", op.args, op.kwargs, op.out, None, _unique(name, names), extra)
+    label = str(op.op)
+    return make_record(ctx, rule, op=name, target=label, module=op.module, described=label)
+
+
+def describe_call(target: Any) -> str:
+    """``torch.nn.functional.normalize``, ``Tensor.matmul``, ``torch._C._nn.linear``."""
+    if getattr(target, "__objclass__", None) is not None:  # tensor methods and operators
+        return f"Tensor.{target.__name__}"
+    module = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
+    name = str(name or repr(target))
+    return f"{module}.{name}" if module else name
