@@ -171,10 +171,12 @@ def trace_aten(
         return _record(model, args, kwargs, "fake")
     except _DATA_DEPENDENT as e:
         line = _where(e) or " (the line was not found)"
-        reason = f"control flow depends on tensor values{line}"
+        dynamic = isinstance(e, DynamicOutputShapeException)
+        what = "the output shape of an op" if dynamic else "control flow"
+        reason = f"{what} depends on tensor values{line}"
         if not _can_run_for_real(model, args, kwargs):
             raise TraceError(
-                f"{type(model).__name__} cannot be counted from shapes alone: its {reason}. "
+                f"{type(model).__name__} cannot be counted from shapes alone: {reason}. "
                 "Pass real input tensors (and a model on a real device) so the forward can "
                 "run for real and count the branch it takes."
             ) from e

@@ -22,8 +22,9 @@ import torch.fx
 from ..errors import InputError, TraceError
 from ..registry import Registry
 
-_TORCH_DIR = os.path.dirname(torch.__file__)
-_OWN_DIR = os.path.dirname(os.path.dirname(__file__))
+# with the separator, so that torchvision's files do not pass for torch's
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_OWN_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
 _SPECIALIZATION_CHECKS = (torch._assert, torch.fx._symbolic_trace._assert_is_none)
 
 

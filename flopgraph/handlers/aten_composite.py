@@ -28,7 +28,7 @@ aten = torch.ops.aten
 WHOLE = (
     F.scaled_dot_product_attention, F.normalize, F.softsign, F.softmin, F.lp_pool1d,
     F.lp_pool2d, F.lp_pool3d, F.local_response_norm, F.rms_norm, torch.rms_norm,
-    F.instance_norm, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
+    F.instance_norm, F.dropout, torch.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
     F.feature_alpha_dropout, torch.alpha_dropout, torch.feature_alpha_dropout,
     torch.feature_dropout, F.embedding_bag, torch.outer, torch.ger, F.bilinear, torch.einsum,
     torch.logsumexp,
