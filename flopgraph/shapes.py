@@ -156,10 +156,44 @@ def _run(
         return getattr(self_obj, str(node.target))(*rest, **kwargs)
     if op == "call_module":
         shadow = twins.module(root.get_submodule(str(node.target)))
-        return shadow.forward(*args, **kwargs)
+        quick = _same_shape_output(shadow, args, kwargs)
+        return quick if quick is not None else shadow.forward(*args, **kwargs)
     if op == "output":
         return args[0]
     raise PropagationError(f"unknown node kind {op!r} at node {node.name!r}")
+
+
+_SHAPE_KEEPING = (
+    torch.nn.ReLU, torch.nn.ReLU6, torch.nn.SiLU, torch.nn.GELU, torch.nn.Hardswish,
+    torch.nn.Hardsigmoid, torch.nn.Sigmoid, torch.nn.Tanh, torch.nn.LeakyReLU, torch.nn.Identity,
+    torch.nn.Dropout, torch.nn.ELU, torch.nn.Mish,
+)  # fmt: skip
+
+
+def _same_shape_output(m: torch.nn.Module, args: Any, kwargs: Any) -> torch.Tensor | None:
+    """The output of a module known to keep its input's shape and dtype, without
+    running it; None when the module must run (also whenever the input would make
+    it fail, so that the failure and its message come from the module itself)."""
+    if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor):
+        return None
+    x = args[0]
+    if not x.is_floating_point():
+        return None
+    if type(m) in _SHAPE_KEEPING:
+        return _like(x)
+    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and type(m).forward is _BN_FORWARD:
+        ok = x.dim() in _BN_DIMS.get(type(m), ()) and x.shape[1] == m.num_features
+        return _like(x) if ok else None
+    return None
+
+
+def _like(x: torch.Tensor) -> torch.Tensor:
+    # empty_strided is a plain factory; empty_like goes through slower reference code on meta
+    return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
+
+
+_BN_FORWARD = torch.nn.BatchNorm2d.forward
+_BN_DIMS = {torch.nn.BatchNorm1d: (2, 3), torch.nn.BatchNorm2d: (4,), torch.nn.BatchNorm3d: (5,)}
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
