@@ -254,5 +254,5 @@ def test_repr_is_one_line():
     ],
 )
 def test_mismatched_batch_norm_still_fails_at_its_node(model, shape):
-    with pytest.raises(flopgraph.PropagationError, match=r"node '1' \(call_module 1: BatchNorm"):
+    with pytest.raises(flopgraph.PropagationError, match=r"node '_1' \(call_module 1: BatchNorm"):
         flopgraph.analyze(model.eval(), shape)
