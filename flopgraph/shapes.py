@@ -150,12 +150,16 @@ def _run(
         return twins.module(obj) if isinstance(obj, torch.nn.Module) else obj
     args, kwargs = load(node.args), load(node.kwargs)
     if op == "call_function":
+        if node.target in _CONTRACTION_FUNCTIONS:
+            _check_dtypes(args[:2], str(node.target.__name__))  # type: ignore[union-attr]
         return node.target(*args, **kwargs)  # type: ignore[operator]
     if op == "call_method":
         self_obj, *rest = args
         return getattr(self_obj, str(node.target))(*rest, **kwargs)
     if op == "call_module":
         shadow = twins.module(root.get_submodule(str(node.target)))
+        if isinstance(shadow, _CONTRACTION_MODULES) and args:
+            _check_dtypes((args[0], shadow.weight), type(shadow).__name__)
         quick = _same_shape_output(shadow, args, kwargs)
         return quick if quick is not None else shadow.forward(*args, **kwargs)
     if op == "output":
@@ -168,6 +172,27 @@ _SHAPE_KEEPING = (
     torch.nn.Hardsigmoid, torch.nn.Sigmoid, torch.nn.Tanh, torch.nn.LeakyReLU, torch.nn.Identity,
     torch.nn.Dropout, torch.nn.ELU, torch.nn.Mish,
 )  # fmt: skip
+
+
+# Meta kernels of these contractions accept mismatched dtypes that real kernels refuse
+# ("mat1 and mat2 must have the same dtype"); check as the real kernel would.
+_CONTRACTION_MODULES = (
+    torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose1d,
+    torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d,
+)  # fmt: skip
+_CONTRACTION_FUNCTIONS = frozenset(
+    {torch.nn.functional.linear, torch.conv1d, torch.conv2d, torch.conv3d, torch.matmul,
+     torch.mm, torch.bmm}
+)  # fmt: skip
+
+
+def _check_dtypes(tensors: Any, op: str) -> None:
+    a, b = (t for t in tensors[:2])
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype != b.dtype:
+        raise TypeError(
+            f"{op} needs operands of one dtype, got input {str(a.dtype).removeprefix('torch.')} "
+            f"and {str(b.dtype).removeprefix('torch.')} (cast the input or the model)"
+        )
 
 
 def _same_shape_output(m: torch.nn.Module, args: Any, kwargs: Any) -> torch.Tensor | None:
