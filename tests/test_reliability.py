@@ -100,3 +100,26 @@ def test_not_a_module():
 def test_registering_a_bad_target_is_refused():
     with pytest.raises(flopgraph.RegistryError, match="torch.nn.Module subclass, got int"):
         flopgraph.analyze(OneLinear(), (2, 4), handlers={int: lambda ctx: 0})
+
+
+def test_two_threads_give_the_results_of_one():
+    import threading
+
+    from flopgraph.examples import BasicBlock, TinyTransformerBlock
+
+    cases = [(BasicBlock(16).train(), (2, 16, 12, 12)), (TinyTransformerBlock(), (2, 9, 64))]
+    alone = [flopgraph.analyze(m, s) for m, s in cases]
+    results: dict[int, list] = {0: [], 1: []}
+
+    def work(i: int) -> None:
+        for _ in range(5):
+            results[i].append(flopgraph.analyze(*cases[i]))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in (0, 1):
+        assert len(results[i]) == 5
+        assert all(r == alone[i] for r in results[i])
