@@ -64,10 +64,11 @@ def _ptflops(backend: str) -> Callable[[nn.Module, tuple[Any, ...], dict[str, An
         # counter (which divides by the batch size) sees no positional input
         batch = _keywords(model, args, kw)
         out = io.StringIO()
-        macs, _ = get_model_complexity_info(
-            model, (1,), input_constructor=lambda _: batch, as_strings=False,
-            print_per_layer_stat=False, backend=backend, ost=out,
-        )  # fmt: skip
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            macs, _ = get_model_complexity_info(
+                model, (1,), input_constructor=lambda _: batch, as_strings=False,
+                print_per_layer_stat=False, backend=backend, ost=out,
+            )  # fmt: skip
         if macs is None:  # ptflops prints its failure and returns None
             raise RuntimeError(f"ptflops returned no count: {_last_line(out.getvalue())}")
         return int(macs)
@@ -132,13 +133,13 @@ def run_peer(
         with _quiet():
             raw = spec.run(_copy(model), real_args, real_kw)
     except Exception as e:  # a peer's own failure on this model: reported, not raised
-        return _with(base, status="failed", reason=f"{type(e).__name__}: {_last_line(str(e))}",
+        return _with(base, status="failed", reason=f"{type(e).__name__}: {_first_line(str(e))}",
                      seconds=time.perf_counter() - start)  # fmt: skip
     seconds = time.perf_counter() - start
     try:
         gaps = explain(report.records, MODELS[spec.name](model), spec.unit, raw)
     except Exception as e:  # a rule flopgraph's model of the peer does not handle
-        note = f"no breakdown ({type(e).__name__}: {_last_line(str(e))})"
+        note = f"no breakdown ({type(e).__name__}: {_first_line(str(e))})"
         gaps = (Gap(GapKind.UNEXPLAINED, "", 0, report.flops, raw, note),)
     return _with(base, raw=raw, gaps=gaps, seconds=seconds)
 
@@ -199,6 +200,11 @@ def _quiet() -> Iterator[None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[0] if lines else ""
 
 
 def _last_line(text: str) -> str:

@@ -57,7 +57,9 @@ def compare_markdown(c: Comparison, *, all_modules: bool = False) -> str:
 
 
 def rows(c: Comparison, all_modules: bool = False) -> list[ModuleRow]:
-    """The module rows shown: all, or the notable ones with their ancestors."""
+    """The module rows shown: all, or the notable ones with their ancestors
+    (a difference, called other than once on either side, a forward run
+    without ``__call__``)."""
     if all_modules:
         return list(c.modules)
     keep = {""}
@@ -72,7 +74,8 @@ def _notable(r: ModuleRow) -> bool:
         r.difference.flops != 0
         or r.difference.macs != 0
         or r.graph_calls != r.hook_calls
-        or r.hook_calls == 0
+        or r.hook_calls != 1
+        or r.graph_calls != 1
         or r.forward_without_call > 0
     )
 
