@@ -25,9 +25,8 @@ SHAPE = (1, 3, 224, 224)
 # resnet18 at 224x224, element counts by stage (channels x height x width)
 STEM = 64 * 112 * 112  # conv1 / bn1 / relu output                             = 802_816
 S1, S2, S3, S4 = 64 * 56 * 56, 128 * 28 * 28, 256 * 14 * 14, 512 * 7 * 7
-BN = (
-    STEM + 4 * S1 + 5 * S2 + 5 * S3 + 5 * S4
-)  # 4 BNs per stage + a downsample BN in 2-4 = 2_483_712
+# 4 BNs per stage, plus a downsample BN in stages 2-4                          = 2_483_712
+BN = STEM + 4 * S1 + 5 * S2 + 5 * S3 + 5 * S4
 RELU = STEM + 4 * (S1 + S2 + S3 + S4)  # 2 relu calls per block, 2 blocks per stage = 2_308_096
 ADDS = 2 * (S1 + S2 + S3 + S4)  # one residual add per block                    = 752_640
 MAXPOOL_IN, MAXPOOL_OUT = STEM, S1  # 3x3 stride 2
