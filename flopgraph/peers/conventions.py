@@ -59,30 +59,56 @@ def _unmodeled(what: str) -> Share:
 # --- thop: forward hooks, one rule per exact module type --------------------------
 
 
-def _thop_rule(name: str, r: OpRecord, m: nn.Module) -> Share:
-    x = r.inputs[0].shape if r.inputs else ()
-    y = r.outputs[0].shape if r.outputs else ()
-    if name == "count_convNd":
-        macs = prod(y) * (x[1] // m.groups) * prod(m.weight.shape[2:])
-        return Share(macs, note="multiply-adds; bias not counted")
-    if name == "count_linear":
-        return Share(m.in_features * prod(y), note="multiply-adds; bias not counted")
-    if name == "count_normalization":
-        per = 4 if _affine(m) else 2
-        return Share(per * prod(x), note=f"{per} per element, reported as MACs")
-    if name in ("zero_ops", "count_relu"):
-        return Share(0, note="counted as 0")
-    if name == "count_prelu":
-        return Share(0 if m.training else prod(x), note="1 per element in eval")
-    if name == "count_avgpool":
-        return Share(prod(y), note="1 per output element")
-    if name == "count_adap_avgpool":
-        kernel = prod(float(i) / float(o) for i, o in zip(x[2:], y[2:], strict=True))
-        return Share(int((kernel + 1) * prod(y)), note="window + 1 per output element")
-    if name == "count_softmax" and m.dim is not None:
-        f = x[m.dim]
-        return Share(prod(x) // f * (3 * f - 1), note="3 per element - 1 per row")
-    return _unmodeled(f"thop rule {name}")
+def _attr(m: nn.Module, name: str) -> Any:
+    """A module setting read by name (conv ``groups``, softmax ``dim``); ``Any``
+    because nn.Module's type stubs type unknown attributes as tensors or modules."""
+    return getattr(m, name)
+
+
+def _xy(r: OpRecord) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    return (r.inputs[0].shape if r.inputs else ()), (r.outputs[0].shape if r.outputs else ())
+
+
+def _thop_conv(r: OpRecord, m: nn.Module) -> Share:
+    x, y = _xy(r)
+    macs = prod(y) * (x[1] // _attr(m, "groups")) * prod(_attr(m, "weight").shape[2:])
+    return Share(macs, note="multiply-adds; bias not counted")
+
+
+def _thop_norm(r: OpRecord, m: nn.Module) -> Share:
+    per = 4 if _affine(m) else 2
+    return Share(per * _x(r), note=f"{per} per element, reported as MACs")
+
+
+def _thop_adaptive_avg(r: OpRecord, m: nn.Module) -> Share:
+    x, y = _xy(r)  # thop divides sizes in float64: window = prod(in / out)
+    kernel = prod(float(i) / float(o) for i, o in zip(x[2:], y[2:], strict=True))
+    return Share(int((kernel + 1) * prod(y)), note="window + 1 per output element")
+
+
+def _thop_softmax(r: OpRecord, m: nn.Module) -> Share:
+    x, _ = _xy(r)
+    if _attr(m, "dim") is None:
+        return _unmodeled("thop softmax with dim=None")
+    f = x[_attr(m, "dim")]
+    return Share(prod(x) // f * (3 * f - 1), note="exp, add, divide: 3 per element - 1 per row")
+
+
+_ZERO = Share(0, note="counted as 0")
+# thop's rule function name -> what it counts (thop.vision.basic_hooks)
+_THOP: dict[str, Callable[[OpRecord, nn.Module], Share]] = {
+    "count_convNd": _thop_conv,
+    "count_linear": lambda r, m: Share(
+        _attr(m, "in_features") * _y(r), note="multiply-adds; bias not counted"
+    ),
+    "count_normalization": _thop_norm,
+    "zero_ops": lambda r, m: _ZERO,
+    "count_relu": lambda r, m: _ZERO,
+    "count_prelu": lambda r, m: Share(0 if m.training else _x(r), note="1 per element in eval"),
+    "count_avgpool": lambda r, m: Share(_y(r), note="1 per output element"),
+    "count_adap_avgpool": _thop_adaptive_avg,
+    "count_softmax": _thop_softmax,
+}
 
 
 def thop(model: nn.Module) -> ShareFn:
@@ -97,7 +123,8 @@ def thop(model: nn.Module) -> ShareFn:
         rule = register_hooks.get(type(m))
         if rule is None:
             return Share(seen=False, note=f"no thop rule for {type(m).__name__}")
-        return _thop_rule(rule.__name__, r, m)
+        counted = _THOP.get(rule.__name__)
+        return counted(r, m) if counted else _unmodeled(f"thop rule {rule.__name__}")
 
     return share
 
@@ -139,25 +166,33 @@ def _ptflops_patched() -> dict[tuple[str, str], str]:
     return out
 
 
+def _ptflops_product(r: OpRecord, m: nn.Module) -> Share:
+    # conv and linear hooks: multiply-adds, plus one per output element for a bias
+    bias = _y(r) if _attr(m, "bias") is not None else 0
+    return Share(r.macs + bias, bias=bias, note="multiply-adds + bias")
+
+
+# ptflops' hook function name -> what it counts (ptflops.pytorch_ops)
+_PTFLOPS: dict[str, Callable[[OpRecord, nn.Module], Share]] = {
+    "conv_flops_counter_hook": _ptflops_product,
+    "linear_flops_counter_hook": _ptflops_product,
+    "relu_flops_counter_hook": lambda r, m: Share(_y(r), note="1 per element, as a MAC"),
+    "pool_flops_counter_hook": lambda r, m: Share(_x(r), note="1 per input element, as a MAC"),
+    "bn_flops_counter_hook": lambda r, m: Share(
+        (2 if getattr(m, "affine", False) else 1) * _x(r),
+        note="1 per element, doubled when affine, as MACs",
+    ),
+    "upsample_flops_counter_hook": lambda r, m: Share(
+        _y(r) // r.outputs[0].shape[0], note="1 per element of the first sample"
+    ),
+    "empty_flops_counter_hook": lambda r, m: _ZERO,
+}
+
+
 def _ptflops_hook(hook: Any, r: OpRecord, m: nn.Module) -> Share:
-    name = getattr(hook, "func", hook).__name__
-    bias = _y(r) if getattr(m, "bias", None) is not None else 0
-    if name == "conv_flops_counter_hook":
-        return Share(r.macs + bias, bias=bias, note="multiply-adds + bias")
-    if name == "linear_flops_counter_hook":
-        return Share(r.macs + bias, bias=bias, note="multiply-adds + bias")
-    if name == "relu_flops_counter_hook":
-        return Share(_y(r), note="1 per element, reported as a MAC")
-    if name == "pool_flops_counter_hook":
-        return Share(_x(r), note="1 per input element, reported as a MAC")
-    if name == "bn_flops_counter_hook":
-        per = 2 if getattr(m, "affine", False) else 1
-        return Share(per * _x(r), note=f"{per} per element, reported as MACs")
-    if name == "upsample_flops_counter_hook":
-        return Share(_y(r) // r.outputs[0].shape[0], note="1 per element of the first sample")
-    if name == "empty_flops_counter_hook":
-        return Share(0, note="counted as 0")
-    return _unmodeled(f"ptflops hook {name}")
+    name = getattr(hook, "func", hook).__name__  # a functools.partial for transposed convs
+    counted = _PTFLOPS.get(name)
+    return counted(r, m) if counted else _unmodeled(f"ptflops hook {name}")
 
 
 def _ptflops_function(kind: str, r: OpRecord) -> Share:
