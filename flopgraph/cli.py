@@ -16,8 +16,8 @@ import sys
 import traceback
 import typing
 import warnings
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -123,16 +123,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if ns.model is None:
         parser.error("the following argument is required: MODEL")
-    if not ns.debug:
-        # torch logs the traceback of a failed fake-tensor kernel before re-raising it;
-        # the error it becomes is reported here in one line
-        logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _torch_logs(ns.debug):
         warnings.simplefilter("default")
         code = _guarded(ns)
     if not ns.quiet:
         _print_warnings(caught, ns)
     return code
+
+
+@contextmanager
+def _torch_logs(debug: bool) -> Iterator[None]:
+    """torch logs the traceback of a failed fake-tensor kernel before re-raising it;
+    the error it becomes is reported in one line, so the log is silenced unless --debug."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
+    if not debug:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _guarded(ns: argparse.Namespace) -> int:

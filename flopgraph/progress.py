@@ -107,9 +107,12 @@ class LiveProgress:
     def _update(self) -> None:
         assert self._bar is not None and self._task is not None
         stage, done, total = self._state
+        description = STAGES.get(stage, stage)
         self._bar.update(
             self._task,
-            description=STAGES.get(stage, stage),
+            description=description,
             completed=done,
             total=total or None,
+            # a new stage shows at once; steps within one wait for the next refresh
+            refresh=description != self._bar.tasks[0].description,
         )

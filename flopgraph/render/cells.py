@@ -24,7 +24,7 @@ def with_unit(n: int, unit: str, units: Units = "auto") -> str:
 
 
 def nbytes(n: int, units: Units = "auto") -> str:
-    return human_bytes(n) if units == "auto" else f"{n:,}"
+    return human_bytes(n) if units == "auto" else f"{n:,} B"
 
 
 def percent(part: int, whole: int) -> str:
@@ -39,8 +39,8 @@ def shape(m: TensorMeta, sep: str = "×") -> str:
     return dims if m.dtype == "float32" else f"{m.dtype}:{dims}"
 
 
-def shapes(metas: Sequence[TensorMeta], sep: str = "×") -> str:
-    return ", ".join(shape(m, sep) for m in metas)
+def shapes(metas: Sequence[TensorMeta], sep: str = "×", join: str = ", ") -> str:
+    return join.join(shape(m, sep) for m in metas)
 
 
 def intensity(x: Fraction | None) -> str:

@@ -48,11 +48,13 @@ def operator_cells(report: Report, r: OperatorRow, units: Units) -> list[str]:
     ]  # fmt: skip
 
 
-def op_cells(r: OpRow, units: Units) -> list[str]:
-    """The cells of OP_COLUMNS; a free or skipped op says so after its name."""
+def op_cells(r: OpRow, units: Units, join: str = ", ") -> list[str]:
+    """The cells of OP_COLUMNS; a free or skipped op says so after its name; an op's
+    several input or output shapes are joined by ``join``."""
     op = r.op if r.status in ("counted", MORE) else f"{r.op} ({r.status})"
     return [
-        str(r.index) if r.index else "", op, r.module, shapes(r.inputs), shapes(r.outputs),
+        str(r.index) if r.index else "", op, r.module, shapes(r.inputs, join=join),
+        shapes(r.outputs, join=join),
         number(r.macs, units), number(r.flops, units), nbytes(r.bytes_read, units),
         nbytes(r.bytes_written, units), intensity(r.intensity),
     ]  # fmt: skip

@@ -119,7 +119,7 @@ def module_tree(
         parts = [
             with_unit(node.cost.flops, "FLOPs", units),
             percent(node.cost.flops, report.flops),
-            f"{node.params:,} params",
+            f"{node.params:,} params" if node.kind is RowKind.MODULE or node.params else "",
         ]
         if node.outputs:
             parts.append(f"→ {shapes(node.outputs)}")
@@ -137,7 +137,8 @@ def module_tree(
 def op_table(report: Report, top: int | None = None, units: Units = "auto") -> Table:
     table = _table("ops" if top is None else f"top {top} ops by FLOPs", OP_COLUMNS)
     for r in op_rows(report, top):
-        table.add_row(*op_cells(r, units), style="dim" if r.status != "counted" else "")
+        cells = op_cells(r, units, join="\n")
+        table.add_row(*cells, style="dim" if r.status != "counted" else "")
     return table
 
 
