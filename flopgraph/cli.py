@@ -115,20 +115,28 @@ def _frontends() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    ns = parser.parse_args(argv)
+    try:
+        ns = _parse(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed
+        return e.code if isinstance(e.code, int) else 0
     if ns.list_examples:
         for ex in EXAMPLES.values():
             print(f"{ex.name:18} {'x'.join(map(str, ex.input_shape)):14} {ex.description}")
         return 0
-    if ns.model is None:
-        parser.error("the following argument is required: MODEL")
     with warnings.catch_warnings(record=True) as caught, _torch_logs(ns.debug):
         warnings.simplefilter("default")
         code = _guarded(ns)
     if not ns.quiet:
         _print_warnings(caught, ns)
     return code
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.model is None and not ns.list_examples:
+        parser.error("the following argument is required: MODEL")
+    return ns
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from fractions import Fraction
 
 import pytest
 import torch
+from helpers import assert_golden
 from rich.console import Console
 from torch import nn
 
@@ -26,7 +27,6 @@ from flopgraph.render.html import render_html
 from flopgraph.render.ops import activation_bytes, op_rows, operator_rows
 from flopgraph.render.terminal import render_report
 from flopgraph.render.tree import RowKind, display_tree, flatten, module_tree
-from helpers import assert_golden
 
 WIDTH = 100
 
@@ -205,7 +205,8 @@ def test_rich_print_of_a_report_still_works():
 def test_csv_module_rows_are_every_module_with_exact_numbers():
     r = showcase_report()
     rows = list(csv.DictReader(io.StringIO(render_text(r, "csv"))))
-    assert [row["path"] for row in rows] == ["", "stem", "stem.0", "stem.0.0", "act", "head", "unused"]
+    paths = ["", "stem", "stem.0", "stem.0.0", "act", "head", "unused"]
+    assert [row["path"] for row in rows] == paths
     root = rows[0]
     assert int(root["flops"]) == 918 and int(root["self_flops"]) == 32 + 6 + 8
     assert rows[3]["output"] == "2x16"
