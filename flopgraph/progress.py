@@ -81,7 +81,7 @@ class LiveProgress:
             self._state = (stage, done, total)
             if self._bar is None and self._delay <= 0 and not self._closed:
                 self._start()
-            elif self._bar is not None and self._task is not None:
+            elif self._bar is not None:
                 self._update()
 
     def _show(self) -> None:
@@ -99,20 +99,20 @@ class LiveProgress:
             console=self._console,
             transient=True,
         )
-        self._task = self._bar.add_task("", total=None)
         self._update()
         self._bar.start()
         self.shown = True
 
     def _update(self) -> None:
-        assert self._bar is not None and self._task is not None
+        assert self._bar is not None
         stage, done, total = self._state
         description = STAGES.get(stage, stage)
-        self._bar.update(
-            self._task,
-            description=description,
-            completed=done,
-            total=total or None,
-            # a new stage shows at once; steps within one wait for the next refresh
-            refresh=description != self._bar.tasks[0].description,
-        )
+        if self._task is not None and self._bar.tasks[0].description == description:
+            self._bar.update(self._task, completed=done)
+            return
+        # a new stage: a fresh task (a bar with its own total, or a spinner when
+        # the total is unknown), drawn at once
+        if self._task is not None:
+            self._bar.remove_task(self._task)
+        self._task = self._bar.add_task(description, total=total or None, completed=done)
+        self._bar.refresh()

@@ -33,7 +33,7 @@ from .tree import ModuleNode, RowKind, display_tree, guides
 By = Literal["module", "operator", "op"]
 Style = Literal["table", "tree"]
 
-_WRAP = {"output", "inputs", "outputs", "module"}
+_WRAP = {"output", "inputs", "outputs"}
 """Columns that may wrap in a narrow terminal; numbers and names never do."""
 
 
