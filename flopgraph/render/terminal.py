@@ -33,8 +33,9 @@ from .tree import ModuleNode, RowKind, display_tree, guides
 By = Literal["module", "operator", "op"]
 Style = Literal["table", "tree"]
 
-_WRAP = {"output", "inputs", "outputs"}
-"""Columns that may wrap in a narrow terminal; numbers and names never do."""
+_WRAP = {"output", "inputs", "outputs", "op module"}
+"""Columns that may wrap (between shapes) in a narrow terminal; a shape or name too
+long is cut with an ellipsis, never folded; numbers are never cut."""
 
 
 def render_report(
@@ -76,15 +77,16 @@ def totals_panel(report: Report, units: Units = "auto") -> Panel:
     return Panel(grid, title="flopgraph", title_align="left", expand=False)
 
 
-def _table(title: str, columns: tuple[str, ...]) -> Table:
+def _table(title: str, columns: tuple[str, ...], kind: str = "") -> Table:
     table = Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False
-    )
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+        show_edge=False, collapse_padding=True,
+    )  # fmt: skip
     for col in columns:
-        wraps = col in _WRAP
+        wraps = col in _WRAP or f"{kind} {col}" in _WRAP
         table.add_column(
             col, justify="left" if col in LEFT else "right", no_wrap=not wraps,
-            overflow="fold" if wraps else "ellipsis",
+            overflow="ellipsis", min_width=None if wraps else len(col),
         )  # fmt: skip
     return table
 
@@ -135,7 +137,7 @@ def module_tree(
 
 
 def op_table(report: Report, top: int | None = None, units: Units = "auto") -> Table:
-    table = _table("ops" if top is None else f"top {top} ops by FLOPs", OP_COLUMNS)
+    table = _table("ops" if top is None else f"top {top} ops by FLOPs", OP_COLUMNS, "op")
     for r in op_rows(report, top):
         cells = op_cells(r, units, join="\n")
         table.add_row(*cells, style="dim" if r.status != "counted" else "")

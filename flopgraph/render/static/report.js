@@ -159,8 +159,9 @@ function drawTree() {
     tr.appendChild(name);
     const type = n.kind !== "module" ? "" : n.calls === 0 ? `${n.type} (not called)` : n.calls > 1 ? `${n.type} ×${n.calls}` : n.type;
     tr.appendChild(el("td", {}, type));
-    tr.appendChild(el("td", { class: "num" }, n.text.params));
-    tr.appendChild(el("td", { class: "num" }, pct(n.params, DATA.params)));
+    const noParams = n.kind === "self" && !n.params;  // ops outside any child hold none
+    tr.appendChild(el("td", { class: "num" }, noParams ? "" : n.text.params));
+    tr.appendChild(el("td", { class: "num" }, noParams ? "" : pct(n.params, DATA.params)));
     tr.appendChild(el("td", { class: "num", title: n.text.macs_exact }, n.text.macs));
     tr.appendChild(el("td", { class: "num", title: n.text.flops_exact }, n.text.flops));
     const share = el("td", { class: "num pct" });
