@@ -28,9 +28,9 @@ from .errors import FlopgraphError, InputError, SkippedOpWarning, UsageError
 from .examples import EXAMPLES
 from .loading import load_model, parse_inputs, parse_kwargs
 from .progress import LiveProgress
-from .render import FORMATS, View, render_text, terminal_view
+from .render import FORMATS, Format, View, render_text, terminal_view
 
-_SUFFIX_FORMATS = {".json": "json", ".csv": "csv", ".md": "markdown", ".html": "html",
+_SUFFIX_FORMATS: dict[str, Format] = {".json": "json", ".csv": "csv", ".md": "markdown", ".html": "html",
                    ".htm": "html", ".txt": "table"}  # fmt: skip
 analyze_module = importlib.import_module(".analyze", __package__)
 """The module (``flopgraph.analyze`` the attribute is the function): its CONVENTIONS
@@ -176,8 +176,14 @@ def _fail(e: BaseException, code: int, debug: bool, prefix: str = "") -> int:
     return code
 
 
+def _format(ns: argparse.Namespace) -> Format:
+    """--format, else what the -o file's suffix says, else ``table``."""
+    suffix = Path(ns.output or "").suffix.lower()
+    return typing.cast(Format, ns.format or _SUFFIX_FORMATS.get(suffix, "table"))
+
+
 def _run(ns: argparse.Namespace) -> None:
-    fmt = ns.format or _SUFFIX_FORMATS.get(Path(ns.output or "").suffix.lower(), "table")
+    fmt = _format(ns)
     if fmt == "tree" and ns.by != "module":
         raise UsageError(f"--format tree shows modules; use --format table with --by {ns.by}")
     inputs = parse_inputs(ns.input)
@@ -257,8 +263,7 @@ def _emit_comparison(result: Any, fmt: str, ns: argparse.Namespace) -> None:
 
 def _print_warnings(caught: list[warnings.WarningMessage], ns: argparse.Namespace) -> None:
     """Each warning once, as one line; skipped ops only where the report shows no panel."""
-    fmt = ns.format or _SUFFIX_FORMATS.get(Path(ns.output or "").suffix.lower(), "table")
-    shown_in_report = fmt not in ("json", "csv")
+    shown_in_report = _format(ns) not in ("json", "csv")
     seen: set[str] = set()
     for w in caught:
         text = str(w.message).strip().splitlines()[0] if str(w.message).strip() else ""

@@ -109,8 +109,8 @@ Row = TypeVar("Row", OpRow, OperatorRow)
 def _top(rows: list[Row], top: int | None, more: Callable[[Sequence[Row]], Row]) -> list[Row]:
     if top is None or len(rows) <= top:
         return rows
-    ranked = sorted(rows, key=lambda r: (-r.flops, -r.macs))
-    return [*ranked[:top], more(ranked[top:])]
+    ranked: list[Row] = sorted(rows, key=lambda r: (-r.flops, -r.macs))
+    return ranked[:top] + [more(ranked[top:])]
 
 
 def activation_bytes(report: Report) -> int:
