@@ -30,8 +30,10 @@ from .loading import load_model, parse_inputs, parse_kwargs
 from .progress import LiveProgress
 from .render import FORMATS, Format, View, render_text, terminal_view
 
-_SUFFIX_FORMATS: dict[str, Format] = {".json": "json", ".csv": "csv", ".md": "markdown", ".html": "html",
-                   ".htm": "html", ".txt": "table"}  # fmt: skip
+_SUFFIX_FORMATS: dict[str, Format] = {
+    ".json": "json", ".csv": "csv", ".md": "markdown", ".html": "html", ".htm": "html",
+    ".txt": "table",
+}  # fmt: skip
 analyze_module = importlib.import_module(".analyze", __package__)
 """The module (``flopgraph.analyze`` the attribute is the function): its CONVENTIONS
 and Frontend are read when the parser is built, so new ones appear by themselves."""

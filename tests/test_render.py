@@ -24,7 +24,7 @@ from flopgraph.examples import BasicBlock, LeNet, TinyTransformerBlock
 from flopgraph.progress import LiveProgress
 from flopgraph.render import View, render_text
 from flopgraph.render.html import render_html
-from flopgraph.render.ops import activation_bytes, op_rows, operator_rows
+from flopgraph.render.ops import activation_bytes, intensity, op_rows, operator_rows
 from flopgraph.render.terminal import render_report
 from flopgraph.render.tree import RowKind, display_tree, flatten, module_tree
 
@@ -117,11 +117,12 @@ def test_op_and_operator_tables_golden():
     operators = rendered(render_report(r, by="operator"))
     assert_golden("tiny_transformer_ops.txt", ops + "\n" + operators)
     # fc1: 16 * 64 * 256 = 262,144 MACs; reads x (16*64*4 B) + W and b ((64*256+256)*4 B)
-    fc1 = next(row for row in op_rows(r) if row.module == "fc1")
+    fc1 = next(rec for _, rec in op_rows(r).shown if rec.module == "fc1")
     assert fc1.macs == 262_144 and fc1.bytes_read == 16 * 64 * 4 + (64 * 256 + 256) * 4
     assert fc1.bytes_written == 16 * 256 * 4
     # 2 * 262,144 + 16 * 256 bias = 528,384 FLOPs over 70,656 + 16,384 = 87,040 bytes
-    assert fc1.intensity == Fraction(528_384, 87_040) and "6.07" in ops
+    assert intensity(fc1.flops, fc1.bytes_read, fc1.bytes_written) == Fraction(528_384, 87_040)
+    assert "6.07" in ops
 
 
 def test_markdown_and_csv_golden():
@@ -164,9 +165,12 @@ def test_module_rows_add_up_to_their_parent_and_the_total(depth, top):
 @pytest.mark.parametrize("top", [None, 1, 3])
 def test_op_and_operator_rows_add_up_to_the_total(top):
     for r in _reports():
-        for rows in (op_rows(r, top), operator_rows(r, top)):
-            assert sum(row.flops for row in rows) == r.flops
-            assert sum(row.macs for row in rows) == r.macs
+        ops = op_rows(r, top)
+        assert sum((rec.cost for _, rec in ops.shown), ops.rest_cost) == r.cost
+        assert len(ops.shown) + len(ops.rest) == len(r.records)
+        operators = operator_rows(r, top)
+        assert sum(row.flops for row in operators) == r.flops
+        assert sum(row.macs for row in operators) == r.macs
         assert sum(row.calls for row in operator_rows(r, top)) == len(r.records)
 
 

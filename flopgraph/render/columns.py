@@ -3,9 +3,11 @@ one definition shared by the terminal and Markdown renderers."""
 
 from __future__ import annotations
 
+from ..records import Cost, Status
 from ..report import Report
-from .cells import Units, intensity, nbytes, number, percent, shapes
-from .ops import MORE, OperatorRow, OpRow
+from .cells import Units, nbytes, number, percent, shapes
+from .cells import intensity as cell_intensity
+from .ops import MORE, OperatorRow, OpRows, intensity
 from .tree import ModuleNode, RowKind
 
 MODULE_COLUMNS = ("module", "type", "params", "% params", "MACs", "FLOPs", "% FLOPs", "output")
@@ -48,13 +50,23 @@ def operator_cells(report: Report, r: OperatorRow, units: Units) -> list[str]:
     ]  # fmt: skip
 
 
-def op_cells(r: OpRow, units: Units, join: str = ", ") -> list[str]:
-    """The cells of OP_COLUMNS; a free or skipped op says so after its name; an op's
-    several input or output shapes are joined by ``join``."""
-    op = r.op if r.status in ("counted", MORE) else f"{r.op} ({r.status})"
+def op_table_rows(rows: OpRows, units: Units, join: str = ", ") -> list[tuple[list[str], str]]:
+    """``(cells of OP_COLUMNS, status)`` per shown op, then one row summing the rest
+    (status ``""``). A free or skipped op says so after its name; an op's several
+    input or output shapes are joined by ``join``."""
+    out = []
+    for index, r in rows.shown:
+        op = r.op if r.status is Status.COUNTED else f"{r.op} ({r.status.value})"
+        head = [str(index), op, r.module, shapes(r.inputs, join=join), shapes(r.outputs, join=join)]
+        out.append((head + _moved(r.cost, r.bytes_read, r.bytes_written, units), r.status.value))
+    if rows.rest:
+        head = ["", f"({len(rows.rest)} more)", "", "", ""]
+        out.append((head + _moved(rows.rest_cost, *rows.rest_bytes, units), ""))
+    return out
+
+
+def _moved(cost: Cost, read: int, written: int, units: Units) -> list[str]:
     return [
-        str(r.index) if r.index else "", op, r.module, shapes(r.inputs, join=join),
-        shapes(r.outputs, join=join),
-        number(r.macs, units), number(r.flops, units), nbytes(r.bytes_read, units),
-        nbytes(r.bytes_written, units), intensity(r.intensity),
+        number(cost.macs, units), number(cost.flops, units), nbytes(read, units),
+        nbytes(written, units), cell_intensity(intensity(cost.flops, read, written)),
     ]  # fmt: skip

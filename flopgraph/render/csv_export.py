@@ -9,10 +9,11 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
+from fractions import Fraction
 
 from ..report import Report
 from .cells import shapes
-from .ops import op_rows, operator_rows
+from .ops import intensity, op_rows, operator_rows
 from .tree import flatten, limit, module_tree
 
 MODULE_FIELDS = (
@@ -49,11 +50,19 @@ def _module_rows(report: Report, depth: int | None) -> Iterable[Sequence[object]
 
 
 def _op_rows(report: Report, top: int | None) -> Iterable[Sequence[object]]:
-    for r in op_rows(report, top):
-        x = r.intensity
-        yield (r.index or "", r.node, r.op, r.module, r.status, r.reason, shapes(r.inputs, "x"),
+    rows = op_rows(report, top)
+    for index, r in rows.shown:
+        yield (index, r.node, r.op, r.module, r.status.value, r.reason, shapes(r.inputs, "x"),
                shapes(r.outputs, "x"), r.macs, r.flops, r.bytes_read, r.bytes_written,
-               "" if x is None else f"{float(x):.6g}")  # fmt: skip
+               _ratio(intensity(r.flops, r.bytes_read, r.bytes_written)))  # fmt: skip
+    if rows.rest:
+        cost, (read, written) = rows.rest_cost, rows.rest_bytes
+        yield ("", "", f"({len(rows.rest)} more)", "", "", "", "", "", cost.macs, cost.flops,
+               read, written, _ratio(intensity(cost.flops, read, written)))  # fmt: skip
+
+
+def _ratio(x: Fraction | None) -> str:
+    return "" if x is None else f"{float(x):.6g}"
 
 
 def _write(fields: Sequence[str], rows: Iterable[Sequence[object]]) -> str:

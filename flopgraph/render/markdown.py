@@ -12,7 +12,7 @@ from .columns import (
     OP_COLUMNS,
     OPERATOR_COLUMNS,
     module_cells,
-    op_cells,
+    op_table_rows,
     operator_cells,
 )
 from .ops import op_rows, operator_rows
@@ -55,7 +55,7 @@ def _operators(report: Report, top: int | None, units: Units) -> str:
 
 
 def _ops(report: Report, top: int | None, units: Units) -> str:
-    return _table(OP_COLUMNS, [op_cells(r, units) for r in op_rows(report, top)])
+    return _table(OP_COLUMNS, [cells for cells, _ in op_table_rows(op_rows(report, top), units)])
 
 
 def _table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

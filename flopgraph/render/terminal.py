@@ -22,7 +22,7 @@ from .columns import (
     OP_COLUMNS,
     OPERATOR_COLUMNS,
     module_cells,
-    op_cells,
+    op_table_rows,
     operator_cells,
     type_text,
 )
@@ -138,9 +138,8 @@ def module_tree(
 
 def op_table(report: Report, top: int | None = None, units: Units = "auto") -> Table:
     table = _table("ops" if top is None else f"top {top} ops by FLOPs", OP_COLUMNS, "op")
-    for r in op_rows(report, top):
-        cells = op_cells(r, units, join="\n")
-        table.add_row(*cells, style="dim" if r.status != "counted" else "")
+    for cells, status in op_table_rows(op_rows(report, top), units, join="\n"):
+        table.add_row(*cells, style="dim" if status != "counted" else "")
     return table
 
 
