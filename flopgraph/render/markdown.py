@@ -5,16 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from ..report import Report
+from . import columns as col
 from .cells import Units
-from .columns import (
-    LEFT,
-    MODULE_COLUMNS,
-    OP_COLUMNS,
-    OPERATOR_COLUMNS,
-    module_cells,
-    op_table_rows,
-    operator_cells,
-)
 from .ops import op_rows, operator_rows
 from .summary import skipped_items, totals_items
 from .tree import display_tree, flatten, label
@@ -45,21 +37,23 @@ def render_markdown(
 
 def _modules(report: Report, depth: int | None, top: int | None, units: Units) -> str:
     tree = display_tree(report, depth, top)
-    rows = [module_cells(report, label(node), node, units) for _, node in flatten(tree)]
-    return _table(MODULE_COLUMNS, rows)
+    rows = [col.module_cells(report, label(node), node, units) for _, node in flatten(tree)]
+    return _table(col.MODULE_COLUMNS, rows)
 
 
 def _operators(report: Report, top: int | None, units: Units) -> str:
-    rows = [operator_cells(report, r, units) for r in operator_rows(report, top)]
-    return _table(OPERATOR_COLUMNS, rows)
+    rows = [col.operator_cells(report, r, units) for r in operator_rows(report, top)]
+    return _table(col.OPERATOR_COLUMNS, rows)
 
 
 def _ops(report: Report, top: int | None, units: Units) -> str:
-    return _table(OP_COLUMNS, [cells for cells, _ in op_table_rows(op_rows(report, top), units)])
+    return _table(
+        col.OP_COLUMNS, [cells for cells, _ in col.op_table_rows(op_rows(report, top), units)]
+    )
 
 
 def _table(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    rule = ["---" if c in LEFT or not c else "---:" for c in head]
+    rule = ["---" if c in col.LEFT or not c else "---:" for c in head]
     lines = [_line(head), _line(rule)] + [_line(r) for r in rows]
     return "\n".join(lines)
 
