@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import logging
 import os
 import sys
@@ -253,14 +254,32 @@ def _compare_module() -> Any:
 
 
 def _emit_comparison(result: Any, fmt: str, ns: argparse.Namespace) -> None:
-    methods = {"json": "to_json", "markdown": "to_markdown"}
-    if fmt in methods and hasattr(result, methods[fmt]):
-        text = getattr(result, methods[fmt])()
+    if fmt == "json" and hasattr(result, "to_json"):
+        _write(result.to_json(indent=2) + "\n", ns)
+    elif fmt == "markdown" and _comparison_markdown() is not None:
+        text = _comparison_markdown()(result)  # type: ignore[misc]
         _write(text if text.endswith("\n") else text + "\n", ns)
     elif fmt in ("table", "tree") and not ns.output:
         _console().print(result)
+    elif fmt in ("table", "tree"):
+        _write(_plain(result), ns)
     else:
         raise UsageError(f"--compare cannot write --format {fmt}; use table, json or markdown")
+
+
+def _comparison_markdown() -> Any:
+    """The comparison's Markdown renderer, where this flopgraph has one."""
+    try:
+        module = importlib.import_module(".render.compare", __package__)
+    except ModuleNotFoundError:
+        return None
+    return getattr(module, "compare_markdown", None)
+
+
+def _plain(renderable: Any) -> str:
+    console = Console(file=io.StringIO(), width=_FILE_WIDTH, color_system=None)
+    console.print(renderable)
+    return console.file.getvalue()  # type: ignore[attr-defined]
 
 
 def _print_warnings(caught: list[warnings.WarningMessage], ns: argparse.Namespace) -> None:
