@@ -67,7 +67,9 @@ def _embedding_bag(ctx: OpContext, dim: int, mode: str) -> Cost:
 
 DEFAULT.add(_DROPOUT_MODULES, Rule("dropout", dropout_module))
 DEFAULT.add(forms(*_DROPOUT_FUNCTIONS, methods=False), Rule("dropout", dropout_function))
-DEFAULT.add(forms("interpolate", "upsample", methods=False), Rule("interpolate", interpolate_function))
+DEFAULT.add(
+    forms("interpolate", "upsample", methods=False), Rule("interpolate", interpolate_function)
+)
 # UpsamplingNearest2d / UpsamplingBilinear2d keep Upsample's forward and set its mode
 DEFAULT.add([nn.Upsample], Rule("interpolate", upsample_module))
 DEFAULT.add(forms("upsample_bilinear", methods=False), Rule("interpolate", upsample_bilinear))
