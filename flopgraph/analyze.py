@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -14,6 +15,7 @@ from .frontends.fx import TracedGraph, trace_fx
 from .handlers import DEFAULT, install_extensions
 from .inputs import normalize_inputs
 from .params import ParamStats, module_param_counts
+from .progress import ProgressFn, no_progress
 from .records import OpRecord, TensorMeta
 from .registry import Registry, Rule, Target, default_name
 from .report import FrontendInfo, ModuleInfo, Report
@@ -33,6 +35,7 @@ def analyze(
     convention: Convention = "default",
     frontend: Frontend = "auto",
     handlers: Mapping[Target, Callable[..., Any]] | None = None,
+    progress: ProgressFn | None = None,
 ) -> Report:
     """Count the exact MACs and FLOPs of ``model`` on ``inputs``, op by op.
 
@@ -40,21 +43,26 @@ def analyze(
     positional inputs; ``kwargs`` holds keyword inputs. Only shapes and dtypes
     are used: no real arithmetic runs and the model is left exactly as it was.
     ``handlers`` maps call targets (module types, functions, tensor method
-    names) to handlers for this call only.
+    names) to handlers for this call only. ``progress(stage, done, total)`` is
+    told where a long analysis is (see :mod:`flopgraph.progress`).
     """
+    progress = progress or no_progress
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     registry = _registry(convention, handlers)
     if frontend not in ("auto", "fx"):
         raise InputError(f"frontend must be 'auto' or 'fx', got {frontend!r}")
     args, kw = normalize_inputs(inputs, kwargs)
+    progress("trace", 0, 0)
     traced = trace_fx(model, args, kw, registry)
+    step = partial(progress, "propagate")
     try:
-        propagate(traced, "meta")
+        propagate(traced, "meta", step)
     except PropagationError:
         # meta tensors cannot mix with tensors a forward creates on a real device;
         # fake tensors can, at some cost in speed
-        propagate(traced, "fake")
+        propagate(traced, "fake", step)
+    progress("count", 0, 0)
     records = count(traced, registry)
     report = Report(
         model=type(model).__name__,

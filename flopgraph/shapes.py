@@ -110,17 +110,24 @@ def to_meta(value: Any) -> Any:
     return map_aggregate(value, one)
 
 
-def propagate(traced: TracedGraph, mode: Mode = "meta") -> None:
-    """Annotate every node of ``traced.graph`` with its result's metadata."""
+def propagate(
+    traced: TracedGraph,
+    mode: Mode = "meta",
+    on_node: Callable[[int, int], None] | None = None,
+) -> None:
+    """Annotate every node of ``traced.graph`` with its result's metadata.
+
+    ``on_node(done, total)`` is called after each node (for progress displays)."""
     twins = _Twins(mode, _device_of(traced.root))
     env: dict[torch.fx.Node, Any] = {}
     root = traced.root
+    total = len(traced.graph.nodes)
 
     def load(a: Any) -> Any:
         return torch.fx.node.map_arg(a, env.__getitem__)
 
     with twins.active():
-        for node in traced.graph.nodes:
+        for done, node in enumerate(traced.graph.nodes, 1):
             try:
                 value = _run(node, load, traced, twins, root)
             except PropagationError:
@@ -129,6 +136,8 @@ def propagate(traced: TracedGraph, mode: Mode = "meta") -> None:
                 raise PropagationError(_failure(node, e, env, root)) from e
             env[node] = value
             node.meta[META_KEY] = to_meta(value)
+            if on_node is not None:
+                on_node(done, total)
 
 
 def _run(
