@@ -289,3 +289,16 @@ def test_dropout_functions(fn, counts):
 def test_operator_forms_count_like_functions():
     assert fn_cost(operator.truediv, (3, 4), (4,)) == Cost(0, 12)
     assert fn_cost(lambda x: x.__rsub__(1.0), (3, 4)) == Cost(0, 12)
+
+
+def test_scatter_with_reduction_counts_one_per_source_element():
+    idx = torch.zeros(2, 5, dtype=torch.long)
+    # src [2, 5]: 10 values folded into the output
+    assert fn_cost(lambda x, s: x.scatter_add(1, idx, s), (2, 7), (2, 5)) == Cost(0, 10)
+    assert fn_cost(lambda x, s: x.scatter_reduce(1, idx, s, "amax"), (2, 7), (2, 5)) == Cost(0, 10)
+    assert fn_cost(lambda x, s: torch.index_add(x, 0, torch.tensor([0, 1]), s), (4, 3), (2, 3)) == (
+        Cost(0, 6)
+    )
+    # scatter without a reduction only moves data
+    report = flopgraph.analyze(Fn(lambda x, s: x.scatter(1, idx, s)), ((2, 7), (2, 5)))
+    assert report.flops == 0 and report.records[-1].status is Status.FREE

@@ -75,3 +75,12 @@ for _cls, _name in (
     (nn.Softmax2d, "softmax"),
 ):  # fmt: skip
     DEFAULT.add([_cls], Rule(_name, softmax))
+
+
+def scatter_reduce(ctx: OpContext) -> Cost:
+    # scatter_add / index_add / scatter_reduce(input, dim, index, src, ...): one add (or
+    # multiply, comparison) per source element folded into the output
+    return f.elementwise(ctx.arg(3, "src", ctx.kwargs.get("source")).shape)
+
+
+DEFAULT.add(forms("scatter_add", "index_add", "scatter_reduce"), Rule("scatter_reduce", scatter_reduce))
