@@ -77,7 +77,9 @@ def _registry(convention: str, handlers: Mapping[Target, Callable[..., Any]] | N
     reg = base.copy()
     if handlers:
         if not isinstance(handlers, Mapping):
-            raise InputError(f"handlers must map targets to handlers, got {type(handlers).__name__}")
+            raise InputError(
+                f"handlers must map targets to handlers, got {type(handlers).__name__}"
+            )
         for target, fn in handlers.items():
             if not callable(fn):
                 raise InputError(f"handler for {target!r} is not callable: {fn!r}")
@@ -109,7 +111,7 @@ def _modules(model: torch.nn.Module, traced: TracedGraph) -> tuple[ModuleInfo, .
             calls.setdefault(path, set()).add(key)
     counts = module_param_counts(model)
     return tuple(
-        ModuleInfo(path, type(m).__name__, counts[path], len(calls.get(path, ())) or (1 if path == "" else 0))
+        ModuleInfo(path, type(m).__name__, counts[path], len(calls.get(path, ())) or int(not path))
         for path, m in model.named_modules()
     )
 

@@ -20,8 +20,9 @@ from .examples import EXAMPLES
 def _shape(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(s) for s in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad --input {text!r}: expected e.g. 1x3x224x224")
+    except ValueError as e:
+        msg = f"bad --input {text!r}: expected e.g. 1x3x224x224"
+        raise argparse.ArgumentTypeError(msg) from e
 
 
 def _load(spec: str) -> tuple[Any, tuple[int, ...] | None]:
@@ -38,7 +39,9 @@ def _load(spec: str) -> tuple[Any, tuple[int, ...] | None]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flopgraph", description=__doc__)
     parser.add_argument("model", nargs="?", help="example name or package.module:callable")
-    parser.add_argument("--input", type=_shape, action="append", help="input shape, e.g. 1x3x224x224")
+    parser.add_argument(
+        "--input", type=_shape, action="append", help="input shape, e.g. 1x3x224x224"
+    )
     parser.add_argument("--list-examples", action="store_true")
     ns = parser.parse_args(argv)
     if ns.list_examples:

@@ -17,7 +17,7 @@ from .errors import HandlerError
 from .frontends.fx import TracedGraph
 from .handlers.context import OpContext, iter_metas
 from .records import Cost, OpRecord, Status, TensorMeta
-from .registry import Registry, Rule, default_name
+from .registry import Key, Registry, Rule, default_name
 from .shapes import META_KEY, describe_target
 
 CALLS = ("call_function", "call_method", "call_module")
@@ -87,9 +87,9 @@ def _meta(n: torch.fx.Node) -> Any:
 def _rule(node: torch.fx.Node, module: torch.nn.Module | None, reg: Registry) -> Rule | None:
     if module is not None:
         return reg.lookup_module(type(module))
-    kind = "function" if node.op == "call_function" else "method"
+    key: Key = ("function", node.target) if node.op == "call_function" else ("method", node.target)
     try:
-        return reg.get((kind, node.target))
+        return reg.get(key)
     except TypeError:  # an unhashable call target
         return None
 

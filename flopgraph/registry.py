@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import torch
 
@@ -20,10 +20,10 @@ from .records import Cost
 
 KeyKind = Literal["module", "function", "method"]
 Key = tuple[KeyKind, Any]  # Any: a module type, a callable or a method name
-Handler = Callable[["Any"], Union[Cost, int]]
+Handler = Callable[["Any"], Cost | int]
 """A handler receives an :class:`~flopgraph.handlers.context.OpContext` and
 returns a :class:`Cost` (or an int, read as flops with no macs)."""
-Target = Union[type, Callable[..., Any], str]
+Target = type | Callable[..., Any] | str
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,9 @@ class Registry:
         for target in targets:
             key = key_of(target)
             if not replace and key in self._rules:
-                raise RegistryError(f"{_describe(key)} already has a rule ({self._rules[key].name})")
+                raise RegistryError(
+                    f"{_describe(key)} already has a rule ({self._rules[key].name})"
+                )
             self._rules[key] = rule
 
     def handler(
@@ -115,7 +117,8 @@ class Registry:
         for base in cls.__mro__[1:]:
             rule = self._rules.get(("module", base))
             if rule is not None:
-                return rule if getattr(cls, "forward", None) is getattr(base, "forward", None) else None
+                same_forward = getattr(cls, "forward", None) is getattr(base, "forward", None)
+                return rule if same_forward else None
         return None
 
     def items(self) -> Iterator[tuple[Key, Rule]]:

@@ -112,7 +112,9 @@ class Report:
     def from_dict(cls, d: Mapping[str, Any]) -> Report:
         version = d.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise ValueError(f"unsupported report schema_version {version!r} (expected {SCHEMA_VERSION})")
+            raise ValueError(
+                f"unsupported report schema_version {version!r} (expected {SCHEMA_VERSION})"
+            )
         return cls(
             model=d["model"],
             convention=d["convention"],

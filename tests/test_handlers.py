@@ -5,10 +5,10 @@ import operator
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import cost_of, fn_cost
 from torch import nn
 
 from flopgraph import Cost
-from helpers import cost_of, fn_cost
 
 
 def conv_out(size, k, stride=1, pad=0, dil=1):
@@ -46,7 +46,8 @@ def test_conv1d_and_conv3d_functional(bias):
     conv3 = nn.Conv3d(2, 4, (2, 3, 1), padding=(0, 1, 0), bias=bias)
     # input 1x2x5x6x7: out 1x4x4x6x7
     macs3 = 4 * 4 * 6 * 7 * 2 * 2 * 3 * 1
-    assert cost_of(conv3, (1, 2, 5, 6, 7)) == Cost(macs3, 2 * macs3 + (4 * 4 * 6 * 7 if bias else 0))
+    bias3 = 4 * 4 * 6 * 7 if bias else 0
+    assert cost_of(conv3, (1, 2, 5, 6, 7)) == Cost(macs3, 2 * macs3 + bias3)
 
 
 def test_linear_on_3d_input_bias_on_and_off():

@@ -3,9 +3,9 @@
 import pytest
 import torch
 import torchvision
+from conftest import flop_counter_total
 
 import flopgraph
-from conftest import flop_counter_total
 
 MODELS = [
     "resnet18", "resnet50", "vgg16", "mobilenet_v3_large", "efficientnet_b0", "densenet121",
@@ -46,7 +46,8 @@ def test_resnet50_residual_adds():
     )
     assert len(adds) == 16
     assert sum(a.flops for a in adds) == expected == 5_519_360
-    blocks = [f"layer{i}.{j}" for i, n in zip((1, 2, 3, 4), (3, 4, 6, 3)) for j in range(n)]
+    stages = zip((1, 2, 3, 4), (3, 4, 6, 3), strict=True)
+    blocks = [f"layer{i}.{j}" for i, n in stages for j in range(n)]
     assert [a.module for a in adds] == blocks
     by_module = report.by_module()
     assert by_module["layer1.0"].flops >= adds[0].flops

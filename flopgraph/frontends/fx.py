@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import threading
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from ..registry import Registry
 
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _OWN_DIR = os.path.dirname(os.path.dirname(__file__))
+# torch.fx patches nn.Module.__call__ process-wide while it traces: one trace at a time
+_TRACE_LOCK = threading.Lock()
 _SPECIALIZATION_CHECKS = (torch._assert, torch.fx._symbolic_trace._assert_is_none)
 
 
@@ -89,7 +92,8 @@ def trace_fx(
     concrete = {n: v for n, v in bound.items() if not isinstance(v, torch.Tensor)}
     tracer = _Tracer(registry)
     try:
-        graph = tracer.trace(model, concrete_args=concrete or None)
+        with _TRACE_LOCK:
+            graph = tracer.trace(model, concrete_args=concrete or None)
     except Exception as e:  # any failure inside user code or torch.fx
         raise TraceError(
             f"torch.fx could not trace {type(model).__name__}: {_one_line(e)}{_where(e)}"
@@ -108,7 +112,8 @@ def _leaf_root(model: torch.nn.Module, bound: dict[str, Any]) -> TracedGraph:
     node = graph.call_module("", tuple(phs))
     node.meta["nn_module_stack"] = {"": ("", type(model))}
     graph.output(node)
-    return TracedGraph(graph, model, {ph.name: v for ph, v in zip(phs, bound.values())}, {})
+    inputs = {ph.name: v for ph, v in zip(phs, bound.values(), strict=True)}
+    return TracedGraph(graph, model, inputs, {})
 
 
 def _forward_params(model: torch.nn.Module) -> list[inspect.Parameter]:

@@ -12,6 +12,13 @@ from .context import OpContext
 from .table import DEFAULT, forms
 
 
+def weight_shape(m: nn.Module) -> tuple[int, ...]:
+    """Shape of a module's ``weight`` (read as metadata, never as data)."""
+    w = m.weight
+    assert isinstance(w, torch.Tensor), f"{type(m).__name__}.weight is not a tensor"
+    return tuple(w.shape)
+
+
 def _shape(m: TensorMeta | None) -> tuple[int, ...]:
     return m.shape if m is not None else ()
 
@@ -20,7 +27,7 @@ def _shape(m: TensorMeta | None) -> tuple[int, ...]:
 def linear_module(ctx: OpContext) -> Cost:
     m = ctx.module
     assert m is not None
-    return f.linear(ctx.x.shape, tuple(m.weight.shape), m.bias is not None)
+    return f.linear(ctx.x.shape, weight_shape(m), m.bias is not None)
 
 
 @DEFAULT.handler(*forms("linear", methods=False), name="linear")
@@ -62,13 +69,13 @@ def addr(ctx: OpContext) -> Cost:
 def conv_module(ctx: OpContext) -> Cost:
     m = ctx.module
     assert m is not None
-    return f.convolution(ctx.y.shape, tuple(m.weight.shape), m.bias is not None)
+    return f.convolution(ctx.y.shape, weight_shape(m), m.bias is not None)
 
 
 def conv_transpose_module(ctx: OpContext) -> Cost:
     m = ctx.module
     assert m is not None
-    return f.conv_transpose(ctx.x.shape, tuple(m.weight.shape), ctx.y.shape, m.bias is not None)
+    return f.conv_transpose(ctx.x.shape, weight_shape(m), ctx.y.shape, m.bias is not None)
 
 
 def conv_function(ctx: OpContext) -> Cost:

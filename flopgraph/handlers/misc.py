@@ -84,7 +84,9 @@ DEFAULT.add(forms(*_DROPOUT_FUNCTIONS, methods=False), Rule("dropout", dropout_f
 DEFAULT.add(
     forms(*_ALPHA_DROPOUT_FUNCTIONS, methods=False), Rule("dropout", dropout_function(False))
 )
-DEFAULT.add(forms("interpolate", "upsample", methods=False), Rule("interpolate", interpolate_function))
+DEFAULT.add(
+    forms("interpolate", "upsample", methods=False), Rule("interpolate", interpolate_function)
+)
 # UpsamplingNearest2d / UpsamplingBilinear2d keep Upsample's forward and set its mode
 DEFAULT.add([nn.Upsample], Rule("interpolate", upsample_module))
 DEFAULT.add(forms("upsample_bilinear", methods=False), Rule("interpolate", upsample_bilinear))

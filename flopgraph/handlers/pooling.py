@@ -22,8 +22,8 @@ def pooling(dims: int, kernel_pos: int) -> tuple[Any, Any]:
     ``kernel_pos`` is the position of kernel_size in the functional call."""
 
     def module(ctx: OpContext) -> Cost:
-        m = ctx.module
-        return f.pool(ctx.y.shape, _kernel(getattr(m, "kernel_size"), dims))
+        assert ctx.module is not None
+        return f.pool(ctx.y.shape, _kernel(ctx.module.kernel_size, dims))
 
     def function(ctx: OpContext) -> Cost:
         return f.pool(ctx.y.shape, _kernel(ctx.arg(kernel_pos, "kernel_size"), dims))
