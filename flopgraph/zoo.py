@@ -69,7 +69,11 @@ def torchvision_classification() -> list[ZooModel]:
 
     names = torchvision.models.list_models(module=torchvision.models)
     return [
-        ZooModel(f"torchvision:{n}", _torchvision(n), ((1, 3, 299, 299),) if n == "inception_v3" else (IMAGE,))
+        ZooModel(
+            f"torchvision:{n}",
+            _torchvision(n),
+            ((1, 3, 299, 299),) if n == "inception_v3" else (IMAGE,),
+        )
         for n in names
     ]
 
@@ -84,7 +88,9 @@ TIMM = (
 
 def other_models() -> list[ZooModel]:
     """Segmentation, video, timm and torch.nn.Transformer entries."""
-    out = [ZooModel(f"torchvision:{n}", _torchvision(n, weights_backbone=None)) for n in SEGMENTATION]
+    out = [
+        ZooModel(f"torchvision:{n}", _torchvision(n, weights_backbone=None)) for n in SEGMENTATION
+    ]
     out.append(ZooModel("torchvision:r3d_18", _torchvision("r3d_18"), ((1, 3, 16, 112, 112),)))
     out += [ZooModel(f"timm:{n}", _timm(n)) for n in TIMM]
     out.append(ZooModel("torch:nn.Transformer", _transformer, ((1, 32, 512), (1, 24, 512))))

@@ -3,18 +3,18 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import flop_counter_total
+from helpers import Fn, cost_of, fn_cost
 from torch import nn
 
 import flopgraph
 from flopgraph import Cost
-from conftest import flop_counter_total
-from helpers import Fn, cost_of, fn_cost
 
 
-def core(b, l, s, e, ev, masked=False, dropout=False):
+def core(b, tl, s, e, ev, masked=False, dropout=False):
     """The spec's attention core: macs B*L*S*(E + Ev); flops 2*macs + B*L*S*(1 + m + 5)."""
-    macs = b * l * s * (e + ev)
-    return Cost(macs, 2 * macs + b * l * s * (6 + int(masked) + int(dropout)))
+    macs = b * tl * s * (e + ev)
+    return Cost(macs, 2 * macs + b * tl * s * (6 + int(masked) + int(dropout)))
 
 
 @pytest.mark.parametrize(
@@ -64,13 +64,13 @@ def test_sdpa_macs_match_flop_counter_mode():
     assert 2 * report.macs == flop_counter_total(fn, q, k, v)
 
 
-def mha_expected(n, l, s, e, kdim, vdim, heads, bias=True, masked=False, average=0, extra=0):
+def mha_expected(n, tl, s, e, kdim, vdim, heads, bias=True, masked=False, average=0, extra=0):
     """Input projections + attention core per head + output projection (+ head average)."""
-    proj = [(n * l, e, e), (n * s, kdim, e), (n * s, vdim, e), (n * l, e, e)]  # rows, in, out
+    proj = [(n * tl, e, e), (n * s, kdim, e), (n * s, vdim, e), (n * tl, e, e)]  # rows, in, out
     macs = sum(r * i * o for r, i, o in proj)
     flops = 2 * macs + (sum(r * o for r, _, o in proj) if bias else 0)
-    c = core(n * heads, l, s + extra, e // heads, e // heads, masked)
-    return Cost(macs + c.macs, flops + c.flops + average * n * heads * l * (s + extra))
+    c = core(n * heads, tl, s + extra, e // heads, e // heads, masked)
+    return Cost(macs + c.macs, flops + c.flops + average * n * heads * tl * (s + extra))
 
 
 def test_mha_by_hand():
@@ -94,9 +94,11 @@ def test_mha_kdim_vdim_and_weights(batch_first, need_weights, average):
         def forward(self, q, k, v):
             return self.attn(q, k, v, need_weights=need_weights, average_attn_weights=average)[0]
 
-    n, l, s = 2, 4, 9
-    shapes = [(n, l, 12), (n, s, 5), (n, s, 7)] if batch_first else [(l, n, 12), (s, n, 5), (s, n, 7)]
-    expected = mha_expected(n, l, s, 12, 5, 7, 3, average=int(need_weights and average))
+    n, tl, s = 2, 4, 9
+    shapes = (
+        [(n, tl, 12), (n, s, 5), (n, s, 7)] if batch_first else [(tl, n, 12), (s, n, 5), (s, n, 7)]
+    )
+    expected = mha_expected(n, tl, s, 12, 5, 7, 3, average=int(need_weights and average))
     assert cost_of(Call(), *shapes) == expected
 
 
@@ -153,11 +155,11 @@ def test_mha_equals_handwritten_parts():
             self.m = m
 
         def forward(self, x):
-            n, l, e = 2, 5, 16
+            n, tl, e = 2, 5, 16
             m = self.m
             q, k, v = F.linear(x, m.in_proj_weight, m.in_proj_bias).chunk(3, -1)
-            q, k, v = (t.view(n, l, 4, 4).transpose(1, 2) for t in (q, k, v))
-            o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, l, e)
+            q, k, v = (t.view(n, tl, 4, 4).transpose(1, 2) for t in (q, k, v))
+            o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, tl, e)
             return F.linear(o, m.out_proj.weight, m.out_proj.bias)
 
     class Whole(nn.Module):
@@ -183,9 +185,9 @@ def ffn(tokens, d, ff, residuals):
 
 def test_transformer_encoder_layer_by_hand():
     layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, batch_first=True).eval()
-    n, l = 2, 6
-    expected = mha_expected(n, l, l, 32, 32, 32, 4) + ffn(n * l, 32, 64, residuals=2)
-    assert cost_of(layer, (n, l, 32)) == expected
+    n, tl = 2, 6
+    expected = mha_expected(n, tl, tl, 32, 32, 32, 4) + ffn(n * tl, 32, 64, residuals=2)
+    assert cost_of(layer, (n, tl, 32)) == expected
 
 
 def test_transformer_encoder_layer_training_dropouts():

@@ -3,12 +3,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import Fn, cost_of, fn_cost
 from torch import nn
 
 import flopgraph
 from flopgraph import Cost, Status
 from flopgraph import formulas as f
-from helpers import Fn, cost_of, fn_cost
 
 
 def tconv_out(size, k, stride, pad, dil, out_pad):
@@ -29,7 +29,9 @@ def test_conv_transpose(dims, cin, cout, k, stride, pad, out_pad, dil, groups, b
     m = cls(cin, cout, k, stride, pad, out_pad, groups, bias, dil)
     n = 2
     out = [
-        tconv_out(s, m.kernel_size[i], m.stride[i], m.padding[i], m.dilation[i], m.output_padding[i])
+        tconv_out(
+            s, m.kernel_size[i], m.stride[i], m.padding[i], m.dilation[i], m.output_padding[i]
+        )
         for i, s in enumerate(size)
     ]
     # N * Cin * prod(S_in) * (Cout / g) * prod(k)
@@ -102,7 +104,9 @@ def test_upsampling_modules(module, taps):
 @pytest.mark.filterwarnings("ignore:`nn.functional.upsample:UserWarning")
 def test_legacy_upsample_functions():
     n = 1 * 3 * 10 * 12
-    assert fn_cost(lambda x: F.upsample_bilinear(x, scale_factor=2), (1, 3, 5, 6)) == Cost(4 * n, 8 * n)
+    assert fn_cost(lambda x: F.upsample_bilinear(x, scale_factor=2), (1, 3, 5, 6)) == Cost(
+        4 * n, 8 * n
+    )
     assert fn_cost(lambda x: F.upsample(x, scale_factor=2, mode="bicubic"), (1, 3, 5, 6)) == Cost(
         16 * n, 32 * n
     )
@@ -146,7 +150,12 @@ def test_einsum_two_operands(eq, shapes, macs):
 
 @pytest.mark.parametrize(
     "eq, shape, flops",
-    [("ij->j", (3, 5), 15 - 5), ("ii->", (4, 4), 3), ("ii->i", (4, 4), 0), ("ijk->kji", (2, 3, 4), 0)],
+    [
+        ("ij->j", (3, 5), 15 - 5),
+        ("ii->", (4, 4), 3),
+        ("ii->i", (4, 4), 0),
+        ("ijk->kji", (2, 3, 4), 0),
+    ],
 )
 def test_einsum_one_operand_is_a_reduction(eq, shape, flops):
     assert fn_cost(lambda x: torch.einsum(eq, x), shape) == Cost(0, flops)

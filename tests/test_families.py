@@ -5,11 +5,11 @@ import operator
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import Fn, cost_of, fn_cost
 from torch import nn
 
 import flopgraph
 from flopgraph import Cost, Status
-from helpers import Fn, cost_of, fn_cost
 
 X = (2, 3, 5)  # 30 elements
 N = 30
@@ -76,9 +76,15 @@ def test_glu_prelu_threshold_modules():
 @pytest.mark.parametrize(
     "fn",
     [
-        lambda x: x.long() + 1, lambda x: x > 0, lambda x: (x > 0) & (x < 1),
-        lambda x: torch.where(x > 0, 1, 0), lambda x: x.argmax(-1), lambda x: ~(x == 0),
-        lambda x: x.int() * 3, lambda x: torch.isnan(x), lambda x: x.long().sum(),
+        lambda x: x.long() + 1,
+        lambda x: x > 0,
+        lambda x: (x > 0) & (x < 1),
+        lambda x: torch.where(x > 0, 1, 0),
+        lambda x: x.argmax(-1),
+        lambda x: ~(x == 0),
+        lambda x: x.int() * 3,
+        lambda x: torch.isnan(x),
+        lambda x: x.long().sum(),
     ],
 )
 def test_integer_and_boolean_results_are_free_not_skipped(fn):
@@ -158,7 +164,14 @@ def test_handwritten_rms_norm_counts_as_its_parts():
     n, rows = 80, 10
     # pow n + mean n (numel(in)) + eps add (rows) + rsqrt (rows) + x * r n + * weight n
     assert report.cost == Cost(0, n + n + rows + rows + n + n) == Cost(0, 340)
-    assert [r.op for r in report.records if r.flops] == ["pow", "mean", "add", "rsqrt", "mul", "mul"]
+    assert [r.op for r in report.records if r.flops] == [
+        "pow",
+        "mean",
+        "add",
+        "rsqrt",
+        "mul",
+        "mul",
+    ]
 
 
 def test_local_response_norm_and_normalize():
@@ -168,7 +181,9 @@ def test_local_response_norm_and_normalize():
     assert fn_cost(lambda x: F.normalize(x, dim=1), (2, 6, 4, 5)) == Cost(0, 3 * n)
 
 
-@pytest.mark.parametrize("cls, shape", [(nn.BatchNorm1d, (4, 3, 7)), (nn.BatchNorm3d, (1, 3, 2, 3, 5))])
+@pytest.mark.parametrize(
+    "cls, shape", [(nn.BatchNorm1d, (4, 3, 7)), (nn.BatchNorm3d, (1, 3, 2, 3, 5))]
+)
 def test_batch_norm_without_affine(cls, shape):
     n = 1
     for s in shape:

@@ -5,13 +5,13 @@ import math
 
 import torch
 import torch.nn.functional as F
+from conftest import flop_counter_total
+from helpers import Fn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 import flopgraph
-from conftest import flop_counter_total
-from helpers import Fn
 
 SETTINGS = settings(max_examples=25, deadline=None)
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -32,10 +32,13 @@ def conv_configs(draw, transposed=False):
     k = [draw(st.integers(1, 4)) for _ in range(dims)]
     stride = [draw(st.integers(1, 3)) for _ in range(dims)]
     dil = [draw(st.integers(1, 2)) for _ in range(dims)]
-    pad = [draw(st.integers(0, (ki - 1) * di // 2)) for ki, di in zip(k, dil)]
-    reach = [di * (ki - 1) + 1 for ki, di in zip(k, dil)]  # a window's extent
-    size = [draw(st.integers(max(1, r - 2 * p), max(1, r - 2 * p) + 6)) for r, p in zip(reach, pad)]
-    out_pad = [draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dil)] if transposed else None
+    pad = [draw(st.integers(0, (ki - 1) * di // 2)) for ki, di in zip(k, dil, strict=True)]
+    reach = [di * (ki - 1) + 1 for ki, di in zip(k, dil, strict=True)]  # a window's extent
+    low = [max(1, r - 2 * p) for r, p in zip(reach, pad, strict=True)]  # >= 1 output
+    size = [draw(st.integers(lo, lo + 6)) for lo in low]
+    # output_padding must stay below the stride or the dilation
+    limits = [max(s, d) - 1 for s, d in zip(stride, dil, strict=True)]
+    out_pad = [draw(st.integers(0, lim)) for lim in limits] if transposed else None
     return dims, groups, cin, cout, k, stride, dil, pad, size, out_pad, draw(st.booleans())
 
 
@@ -45,7 +48,7 @@ def test_conv_random(cfg, n):
     dims, groups, cin, cout, k, stride, dil, pad, size, _, bias = cfg
     m = CONV[dims](cin, cout, k, stride, pad, dil, groups, bias)
     out = [(s + 2 * p - d * (kk - 1) - 1) // st_ + 1
-           for s, p, d, kk, st_ in zip(size, pad, dil, k, stride)]  # fmt: skip
+           for s, p, d, kk, st_ in zip(size, pad, dil, k, stride, strict=True)]  # fmt: skip
     # N * Cout * prod(S_out) * (Cin / g) * prod(k)
     macs = n * cout * math.prod(out) * (cin // groups) * math.prod(k)
     flops = 2 * macs + (n * cout * math.prod(out) if bias else 0)
@@ -60,8 +63,8 @@ def test_conv_random(cfg, n):
 def test_conv_transpose_random(cfg, n):
     dims, groups, cin, cout, k, stride, dil, pad, size, out_pad, bias = cfg
     m = TCONV[dims](cin, cout, k, stride, pad, out_pad, groups, bias, dil)
-    out = [(s - 1) * st_ - 2 * p + d * (kk - 1) + op + 1
-           for s, st_, p, d, kk, op in zip(size, stride, pad, dil, k, out_pad)]  # fmt: skip
+    dims_cfg = zip(size, stride, pad, dil, k, out_pad, strict=True)
+    out = [(s - 1) * st_ - 2 * p + d * (kk - 1) + op + 1 for s, st_, p, d, kk, op in dims_cfg]
     # N * Cin * prod(S_in) * (Cout / g) * prod(k)
     macs = n * cin * math.prod(size) * (cout // groups) * math.prod(k)
     flops = 2 * macs + (n * cout * math.prod(out) if bias else 0)
@@ -76,8 +79,8 @@ def matmul_shapes(draw):
     m, k, n = (draw(st.integers(1, 6)) for _ in range(3))
     batch = draw(st.lists(st.integers(1, 3), max_size=2))
     # each operand keeps a suffix of the batch dims, with some of them set to 1
-    a_batch = [b if draw(st.booleans()) else 1 for b in batch[draw(st.integers(0, len(batch))):]]
-    b_batch = [b if draw(st.booleans()) else 1 for b in batch[draw(st.integers(0, len(batch))):]]
+    a_batch = [b if draw(st.booleans()) else 1 for b in batch[draw(st.integers(0, len(batch))) :]]
+    b_batch = [b if draw(st.booleans()) else 1 for b in batch[draw(st.integers(0, len(batch))) :]]
     a = [m, k] if draw(st.integers(0, 4)) else [k]  # sometimes a vector
     b = [k, n] if draw(st.integers(0, 4)) else [k]
     a = a_batch + a if len(a) == 2 else a
@@ -107,9 +110,9 @@ def test_matmul_random(shapes):
 def test_pool_random(dims, kind, k, stride, ceil_mode, data):
     pad = data.draw(st.integers(0, k // 2))
     size = [data.draw(st.integers(k, k + 7)) for _ in range(dims)]
-    cls = {("max", 1): nn.MaxPool1d, ("max", 2): nn.MaxPool2d, ("max", 3): nn.MaxPool3d,
-           ("avg", 1): nn.AvgPool1d, ("avg", 2): nn.AvgPool2d, ("avg", 3): nn.AvgPool3d}  # fmt: skip
-    m = cls[kind, dims](k, stride, pad, ceil_mode=ceil_mode)
+    cls = {"max": (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d),
+           "avg": (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)}[kind][dims - 1]  # fmt: skip
+    m = cls(k, stride, pad, ceil_mode=ceil_mode)
     shape = (2, 3, *size)
     out = m(torch.empty(shape, device="meta")).shape  # torch's own output size
     # numel(out) * prod(kernel)

@@ -9,9 +9,9 @@ import warnings
 
 import pytest
 import torch
+from conftest import flop_counter_total
 
 import flopgraph
-from conftest import flop_counter_total
 from flopgraph.zoo import ZooModel, other_models, torchvision_classification
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,15 @@ from collections.abc import Callable
 
 from ..registry import Registry
 from . import (  # noqa: F401
-    attention, contractions, elementwise, free, misc, norms, pooling, recurrent, reductions,
+    attention,
+    contractions,
+    elementwise,
+    free,
+    misc,
+    norms,
+    pooling,
+    recurrent,
+    reductions,
     transformer,
 )
 from .context import OpContext

@@ -63,8 +63,8 @@ for _name, _handler in (
     ("sum", reduce), ("nansum", reduce), ("prod", reduce), ("amax", reduce),
     ("amin", reduce), ("max", max_min), ("min", max_min), ("mean", mean),
     ("nanmean", mean), ("var", var), ("std", std), ("var_mean", var), ("std_mean", std),
-    ("norm", norm), ("vector_norm", norm), ("cumsum", cumulative), ("cumprod", cumulative), ("cummax", cumulative),
-    ("cummin", cumulative),
+    ("norm", norm), ("vector_norm", norm), ("cumsum", cumulative), ("cumprod", cumulative),
+    ("cummax", cumulative), ("cummin", cumulative),
     ("logsumexp", logsumexp), ("softmax", softmax), ("log_softmax", softmax),
     ("softmin", softmax),
 ):  # fmt: skip
@@ -83,4 +83,6 @@ def scatter_reduce(ctx: OpContext) -> Cost:
     return f.elementwise(ctx.arg(3, "src", ctx.kwargs.get("source")).shape)
 
 
-DEFAULT.add(forms("scatter_add", "index_add", "scatter_reduce"), Rule("scatter_reduce", scatter_reduce))
+DEFAULT.add(
+    forms("scatter_add", "index_add", "scatter_reduce"), Rule("scatter_reduce", scatter_reduce)
+)

@@ -60,7 +60,11 @@ def encoder_layer_cost(layer: nn.TransformerEncoderLayer, x: Shape, masked: bool
 
 
 def decoder_layer_cost(
-    layer: nn.TransformerDecoderLayer, x: Shape, memory: Shape, self_masked: bool, cross_masked: bool
+    layer: nn.TransformerDecoderLayer,
+    x: Shape,
+    memory: Shape,
+    self_masked: bool,
+    cross_masked: bool,
 ) -> Cost:
     attn = mha_cost(layer.self_attn, x, x, masked=self_masked)
     cross = mha_cost(layer.multihead_attn, x, memory, masked=cross_masked)
@@ -85,7 +89,9 @@ def decoder_cost(
 
 def encoder_layer(ctx: OpContext) -> Cost:
     # forward(src, src_mask=None, src_key_padding_mask=None, is_causal=False)
-    masked = _given(ctx.arg(1, "src_mask"), ctx.arg(2, "src_key_padding_mask"), ctx.arg(3, "is_causal"))
+    masked = _given(
+        ctx.arg(1, "src_mask"), ctx.arg(2, "src_key_padding_mask"), ctx.arg(3, "is_causal")
+    )
     return encoder_layer_cost(ctx.module, ctx.x.shape, masked)  # type: ignore[arg-type]
 
 
