@@ -24,6 +24,13 @@ def analyze(model, *inputs):
     return report
 
 
+def check_contraction(m, x, macs, flops):
+    """The formula's count, and FlopCounterMode's on the real forward (2 * macs)."""
+    report = analyze(m, x)
+    assert (report.macs, report.flops) == (macs, flops)
+    assert 2 * report.macs == flop_counter_total(m, x)
+
+
 @st.composite
 def conv_configs(draw, transposed=False):
     dims = draw(st.integers(1, 3))
@@ -52,10 +59,7 @@ def test_conv_random(cfg, n):
     # N * Cout * prod(S_out) * (Cin / g) * prod(k)
     macs = n * cout * math.prod(out) * (cin // groups) * math.prod(k)
     flops = 2 * macs + (n * cout * math.prod(out) if bias else 0)
-    x = torch.randn(n, cin, *size)
-    report = analyze(m, x)
-    assert (report.macs, report.flops) == (macs, flops)
-    assert 2 * report.macs == flop_counter_total(m, x)
+    check_contraction(m, torch.randn(n, cin, *size), macs, flops)
 
 
 @SETTINGS
@@ -68,10 +72,7 @@ def test_conv_transpose_random(cfg, n):
     # N * Cin * prod(S_in) * (Cout / g) * prod(k)
     macs = n * cin * math.prod(size) * (cout // groups) * math.prod(k)
     flops = 2 * macs + (n * cout * math.prod(out) if bias else 0)
-    x = torch.randn(n, cin, *size)
-    report = analyze(m, x)
-    assert (report.macs, report.flops) == (macs, flops)
-    assert 2 * report.macs == flop_counter_total(m, x)
+    check_contraction(m, torch.randn(n, cin, *size), macs, flops)
 
 
 @st.composite
