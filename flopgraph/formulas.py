@@ -8,7 +8,7 @@ to the counting spec that docs/conventions.md explains.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from math import ceil, floor, prod
+from math import prod
 
 from .records import Cost
 
@@ -76,6 +76,179 @@ def interpolation_taps(mode: str) -> int | None:
     return _INTERP_TAPS.get(mode)
 
 
+def bilinear(x1: Shape, x2: Shape, weight: Shape, bias: bool) -> Cost:
+    # x1[..., I1], x2[..., I2], W[O, I1, I2]: B * O * I1 * I2 with B = numel(x1) / I1
+    out_features, in1, in2 = weight
+    rows = numel(x1) // in1 if in1 else 0
+    macs = rows * out_features * in1 * in2
+    return Cost(macs, 2 * macs + (rows * out_features if bias else 0))
+
+
+def einsum(
+    equation: str, shapes: Sequence[Shape], path: Sequence[Sequence[int]] | None = None
+) -> Cost:
+    """einsum as the sum of its pairwise contractions, each costing the product of
+    the sizes of all distinct indices of its two operands.
+
+    ``path`` lists the contractions in opt_einsum's convention (positions in the
+    current operand list; the two are removed and their result appended at the
+    end), as torch passes it to its kernel; None means left to right, torch's
+    order when opt_einsum is unavailable or disabled. One operand is a
+    reduction: numel of the index space minus numel(out) (0 for a permutation or
+    a diagonal).
+    """
+    terms, out, size = _einsum_labels(equation, shapes)
+    if len(terms) == 1:
+        return Cost(0, max(0, _space(terms[0], size) - _space(out, size)))
+    # left to right in the same convention: (0, 1), then the first operand left with
+    # the result, which sits last: (0, n - 2), (0, n - 3), ..., (0, 1)
+    left_to_right = [(0, 1)] + [(0, n) for n in range(len(terms) - 2, 0, -1)]
+    pairs = list(path) if path is not None else left_to_right
+    ops, macs, flops = list(terms), 0, 0
+    for pair in pairs:
+        picked = [ops[i] for i in pair]
+        for i in sorted(pair, reverse=True):
+            del ops[i]
+        joined = frozenset().union(*picked)
+        kept = joined & (out | frozenset().union(*ops))
+        if len(picked) == 2:  # a contraction: one multiply-add per point of the joint space
+            macs += _space(joined, size)
+        else:  # opt_einsum may sum out an index of a single operand first
+            flops += _space(joined, size) - _space(kept, size)
+        ops.append(kept)
+    return Cost(macs, 2 * macs + flops)
+
+
+def _space(labels: frozenset[str], size: dict[str, int]) -> int:
+    return prod(size[label] for label in labels)
+
+
+def _einsum_labels(
+    equation: str, shapes: Sequence[Shape]
+) -> tuple[list[frozenset[str]], frozenset[str], dict[str, int]]:
+    """Index labels of each operand and of the output, and the size of each label.
+
+    ``...`` becomes one label per broadcast dim, aligned from the right; a label's
+    size is its largest size among the operands (size-1 dims broadcast).
+    """
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    size: dict[str, int] = {}
+    terms: list[frozenset[str]] = []
+    counts: dict[str, int] = {}
+    widest = 0
+    for term, shape in zip(lhs.split(","), shapes, strict=True):
+        letters = term.replace("...", "")
+        n_ell = len(shape) - len(letters) if "..." in term else 0
+        widest = max(widest, n_ell)
+        head, _, tail = term.partition("...")
+        labels = [*head, *(f"...{k}" for k in range(n_ell - 1, -1, -1)), *tail]
+        for label, s in zip(labels, shape, strict=True):
+            size[label] = max(size.get(label, 1), int(s))
+        for label in labels:
+            counts[label] = counts.get(label, 0) + 1
+        terms.append(frozenset(labels))
+    ellipsis = {f"...{k}" for k in range(widest)}
+    if arrow:
+        out = set(rhs.replace("...", "")) | (ellipsis if "..." in rhs else set())
+    else:  # implicit output: broadcast dims and the letters used once
+        out = ellipsis | {c for c, n in counts.items() if n == 1 and not c.startswith("...")}
+    return terms, frozenset(out), size
+
+
+# --- A. attention --------------------------------------------------------------------
+
+
+def attention(batch: int, tgt_len: int, src_len: int, head_dim: int, value_dim: int,
+              masked: bool, dropout: bool = False) -> Cost:
+    """The attention core: softmax(q @ k^T * scale + mask) @ v, per batch row.
+
+    ``batch`` folds every batch and head dim (B); L = tgt_len, S = src_len,
+    E = head_dim, Ev = value_dim. ``dropout`` adds the scaled-mask multiply on
+    the L x S weights (training with p > 0).
+    """  # fmt: skip
+    scores = batch * tgt_len * src_len  # B*L*S
+    macs = scores * head_dim + scores * value_dim  # q @ k^T: B*L*S*E; attn @ v: B*L*S*Ev
+    # 1 scale + 1 masking add when masked + 5 softmax per score, + 1 dropout multiply
+    per_score = 1 + int(masked) + 5 + int(dropout)
+    return Cost(macs, 2 * macs + per_score * scores)
+
+
+def scaled_dot_product_attention(
+    q: Shape, k: Shape, v: Shape, out: Shape, masked: bool, dropout: bool = False
+) -> Cost:
+    # q[..., L, E], k[..., S, E], v[..., S, Ev] -> out[..., L, Ev]; B from out's leading
+    # dims, so broadcast and grouped-query heads count once per query head
+    tgt_len, head_dim, src_len, value_dim = q[-2], q[-1], k[-2], v[-1]
+    batch = numel(out[:-2])
+    return attention(batch, tgt_len, src_len, head_dim, value_dim, masked, dropout)
+
+
+def multihead_attention(
+    batch: int, tgt_len: int, src_len: int, embed_dim: int, kdim: int, vdim: int,
+    num_heads: int, *, in_bias: bool, out_bias: bool, extra_keys: int = 0,
+    masked: bool = False, dropout: bool = False, average_weights: bool = False,
+) -> Cost:
+    """nn.MultiheadAttention as its parts: input projections, the attention core per
+    head (heads folded into B), output projection.
+
+    ``extra_keys`` counts keys appended after the projections (add_bias_kv and
+    add_zero_attn, one each); ``average_weights`` adds the mean over heads of the
+    returned weights (need_weights with average_attn_weights).
+    """  # fmt: skip
+    head_dim = embed_dim // num_heads
+    keys = src_len + extra_keys
+    q_proj = linear((batch * tgt_len, embed_dim), (embed_dim, embed_dim), in_bias)
+    k_proj = linear((batch * src_len, kdim), (embed_dim, kdim), in_bias)
+    v_proj = linear((batch * src_len, vdim), (embed_dim, vdim), in_bias)
+    core = attention(batch * num_heads, tgt_len, keys, head_dim, head_dim, masked, dropout)
+    out_proj = linear((batch * tgt_len, embed_dim), (embed_dim, embed_dim), out_bias)
+    # mean over heads of weights [N, h, L, S']: numel(in)
+    average = mean((batch, num_heads, tgt_len, keys)) if average_weights else Cost()
+    return q_proj + k_proj + v_proj + core + out_proj + average
+
+
+# --- A. recurrent layers ---------------------------------------------------------------
+
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+"""Gate count G of each recurrent cell kind."""
+_CELL_FLOPS = {"rnn": 1, "gru": 8, "lstm": 9}
+# per hidden unit: rnn 1 activation; gru 3 activations + r*(W_hn h + b_hn) + (1-z)*n + z*h
+# (4); lstm 4 activations + f*c + i*g (3) + tanh(c') + o*tanh(c')
+
+
+def recurrent_step(cell: str, input_size: int, hidden_size: int, bias: bool,
+                   proj_size: int = 0) -> Cost:
+    """One time step of one layer and direction for one batch row (a *Cell call on
+    one row). ``cell`` is ``"rnn"``, ``"gru"`` or ``"lstm"``."""  # fmt: skip
+    g, h, p = GATES[cell], hidden_size, proj_size
+    if p:  # LSTM projection: the recurrent input is P wide, then h = W_hr @ h_full
+        macs = g * h * (input_size + p) + h * p
+    else:
+        macs = g * h * (input_size + h)
+    # adding the input and recurrent products (G*H), two bias vectors, the cell math
+    flops = 2 * macs + g * h + (2 * g * h if bias else 0) + _CELL_FLOPS[cell] * h
+    return Cost(macs, flops)
+
+
+def recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int,
+              directions: int, bias: bool, proj_size: int, row_steps: int) -> Cost:
+    """A stacked RNN/GRU/LSTM over ``row_steps`` (batch row, time step) pairs: the
+    sequence length times the batch, or sum(batch_sizes) for a packed sequence.
+
+    Layers above the first read the concatenated directions of the layer below:
+    (proj_size or hidden_size) * directions wide.
+    """  # fmt: skip
+    total = Cost()
+    out_width = proj_size or hidden_size
+    for layer in range(num_layers):
+        width = input_size if layer == 0 else out_width * directions
+        step = recurrent_step(cell, width, hidden_size, bias, proj_size)
+        runs = row_steps * directions
+        total += Cost(step.macs * runs, step.flops * runs)
+    return total
+
+
 # --- B. elementwise ------------------------------------------------------------
 
 
@@ -105,6 +278,21 @@ def var(inp: Shape, out: Shape, sqrt: bool) -> Cost:
 def norm2(inp: Shape, out: Shape) -> Cost:
     # square and accumulate: 2 * numel(in); then one sqrt per output element
     return Cost(0, 2 * numel(inp) + numel(out))
+
+
+def vector_norm(inp: Shape, out: Shape, p: float | str | None) -> Cost:
+    """A vector p-norm over the reduced dims (None, 2 and "fro" are the 2-norm).
+
+    Following the 2-norm's rule (one operation per element and one to accumulate
+    it, then the root): p = 1 is abs and accumulate, p = +-inf abs and compare,
+    p = 0 compare and count (2 * numel(in), no root); any other p is abs, power
+    and accumulate, then the 1/p power (3 * numel(in) + numel(out)).
+    """
+    if p in (None, 2, 2.0, "fro"):
+        return norm2(inp, out)
+    if p in (1, 1.0, 0, 0.0, float("inf"), float("-inf")):
+        return Cost(0, 2 * numel(inp))
+    return Cost(0, 3 * numel(inp) + numel(out))
 
 
 def cumulative(inp: Shape, dim_size: int) -> Cost:
@@ -158,9 +346,10 @@ def pool(out: Shape, kernel: Shape) -> Cost:
 def adaptive_window_sum(n: int, m: int) -> int:
     """Sum over the m output positions of the window length along one dim.
 
-    Window i spans floor(i*n/m) to ceil((i+1)*n/m), as torch computes it.
+    Window i spans floor(i*n/m) to ceil((i+1)*n/m), as torch computes it (in
+    integer arithmetic here, so the count is exact at any size).
     """
-    return sum(ceil((i + 1) * n / m) - floor(i * n / m) for i in range(m))
+    return sum(-(-(i + 1) * n // m) - i * n // m for i in range(m))
 
 
 def adaptive_pool(inp: Shape, out: Shape, dims: int) -> Cost:

@@ -9,7 +9,7 @@ per-call override never leaks into the next call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -120,6 +120,10 @@ class Registry:
                 same_forward = getattr(cls, "forward", None) is getattr(base, "forward", None)
                 return rule if same_forward else None
         return None
+
+    def items(self) -> Iterator[tuple[Key, Rule]]:
+        """Every (key, rule) pair, in registration order (for reports over the table)."""
+        return iter(self._rules.items())
 
     def copy(self) -> Registry:
         return Registry(self._rules)

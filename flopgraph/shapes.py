@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import torch
 import torch.fx
-from torch.fx.node import map_aggregate
+from torch.nn.utils.rnn import PackedSequence
 
 from .errors import PropagationError
 from .frontends.fx import TracedGraph
@@ -96,18 +96,19 @@ class _Twins:
 
 
 def to_meta(value: Any) -> Any:
-    """Replace tensors by TensorMeta in a nested value (tuples, lists, dicts kept)."""
-
-    def one(v: Any) -> Any:
-        if isinstance(v, torch.Tensor):
-            return TensorMeta.of(v)
-        if isinstance(v, torch.Size):
-            return tuple(int(s) for s in v)
-        return v
-
-    if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple returns
-        value = tuple(value)
-    return map_aggregate(value, one)
+    """Replace tensors by TensorMeta in a nested value (lists and dicts kept; tuples,
+    namedtuples such as PackedSequence included at any depth, become plain tuples)."""
+    if isinstance(value, torch.Tensor):
+        return TensorMeta.of(value)
+    if isinstance(value, torch.Size):
+        return tuple(int(s) for s in value)
+    if isinstance(value, tuple):
+        return tuple(to_meta(v) for v in value)
+    if isinstance(value, list):
+        return [to_meta(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_meta(v) for k, v in value.items()}
+    return value
 
 
 def propagate(
@@ -150,6 +151,9 @@ def _run(
     op = node.op
     if op == "placeholder":
         value = traced.placeholders[node.name]
+        if isinstance(value, PackedSequence):
+            # the recurrent kernels read batch_sizes' values: only the data gets a twin
+            return value._replace(data=twins.tensor(value.data))
         return twins.tensor(value) if isinstance(value, torch.Tensor) else value
     if op == "get_attr":
         target = str(node.target)

@@ -1,15 +1,28 @@
 """Handlers: adapters from one op's metadata to a formula, one file per family.
 
 Importing this package fills :data:`DEFAULT`. To find where an op's rule
-lives, look up its family: contractions, elementwise, reductions, norms,
-pooling, misc (dropout, interpolation, embedding bags) or free.
+lives, look up its family: contractions (einsum and bilinear included),
+elementwise, reductions, norms, pooling, attention, transformer (torch.nn's
+Transformer modules), recurrent, misc (dropout, interpolation, embedding bags)
+or free. Third-party ops live in files named after their library.
 """
 
 import sys
 from collections.abc import Callable
 
 from ..registry import Registry
-from . import contractions, elementwise, free, misc, norms, pooling, reductions  # noqa: F401
+from . import (  # noqa: F401
+    attention,
+    contractions,
+    elementwise,
+    free,
+    misc,
+    norms,
+    pooling,
+    recurrent,
+    reductions,
+    transformer,
+)
 from .context import OpContext
 from .table import DEFAULT, forms
 

@@ -100,3 +100,40 @@ for _d, _conv, _convt in (
         forms(f"conv_transpose{_d}d", methods=False),
         Rule(f"conv_transpose{_d}d", conv_transpose_function),
     )
+
+
+def einsum_path(equation: str, shapes: list[tuple[int, ...]]) -> list[tuple[int, ...]] | None:
+    """The contraction order torch.einsum uses: opt_einsum's path (with torch's
+    strategy) when opt_einsum is installed and enabled and there are 3+ operands,
+    else None (left to right, torch's own order)."""
+    oe = torch.backends.opt_einsum
+    if len(shapes) < 3 or not (oe.is_available() and oe.enabled):
+        return None
+    path, _ = oe.get_opt_einsum().contract_path(
+        equation, *shapes, shapes=True, optimize=oe.strategy
+    )
+    return [tuple(p) for p in path]
+
+
+@DEFAULT.handler(*forms("einsum", methods=False), name="einsum")
+def einsum(ctx: OpContext) -> Cost:
+    # torch.einsum(equation, *operands); fx records the sublist and list forms so too
+    equation, *rest = ctx.args
+    operands = [m for r in rest for m in (r if isinstance(r, (list, tuple)) else [r])]
+    shapes = [m.shape for m in operands]
+    return f.einsum(str(equation), shapes, einsum_path(str(equation), shapes))
+
+
+@DEFAULT.handler(*forms("bilinear", methods=False), name="bilinear")
+def bilinear_function(ctx: OpContext) -> Cost:
+    # F.bilinear(input1, input2, weight, bias=None)
+    x1, x2, w = ctx.arg(0, "input1"), ctx.arg(1, "input2"), ctx.arg(2, "weight")
+    return f.bilinear(x1.shape, x2.shape, w.shape, ctx.arg(3, "bias") is not None)
+
+
+@DEFAULT.handler(nn.Bilinear, name="bilinear")
+def bilinear_module(ctx: OpContext) -> Cost:
+    m = ctx.module
+    assert isinstance(m, nn.Bilinear)
+    x1, x2 = ctx.arg(0, "input1"), ctx.arg(1, "input2")
+    return f.bilinear(x1.shape, x2.shape, tuple(m.weight.shape), m.bias is not None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
 from .. import formulas as f
@@ -14,8 +16,9 @@ _DROPOUT_MODULES = (
     nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
     nn.FeatureAlphaDropout,
 )  # fmt: skip
-_DROPOUT_FUNCTIONS = ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
-                      "feature_alpha_dropout", "feature_dropout")  # fmt: skip
+_DROPOUT_FUNCTIONS = ("dropout", "dropout1d", "dropout2d", "dropout3d", "feature_dropout")
+# F.alpha_dropout and F.feature_alpha_dropout default to training=False
+_ALPHA_DROPOUT_FUNCTIONS = ("alpha_dropout", "feature_alpha_dropout")
 
 
 def dropout_module(ctx: OpContext) -> Cost:
@@ -24,10 +27,15 @@ def dropout_module(ctx: OpContext) -> Cost:
     return f.elementwise(ctx.y.shape) if ctx.module.training else ZERO
 
 
-def dropout_function(ctx: OpContext) -> Cost:
-    # F.dropout(input, p, training=True); torch.dropout(input, p, train)
-    training = ctx.arg(2, "training", ctx.kwargs.get("train", True))
-    return f.elementwise(ctx.y.shape) if training else ZERO
+def dropout_function(default_training: bool) -> Callable[[OpContext], Cost]:
+    """Handler for functional dropouts whose ``training`` flag defaults as given."""
+
+    def handler(ctx: OpContext) -> Cost:
+        # F.dropout(input, p, training=True); torch.dropout(input, p, train)
+        training = ctx.arg(2, "training", ctx.kwargs.get("train", default_training))
+        return f.elementwise(ctx.y.shape) if training else ZERO
+
+    return handler
 
 
 def _interpolate(ctx: OpContext, mode: str) -> Cost:
@@ -49,24 +57,33 @@ def upsample_bilinear(ctx: OpContext) -> Cost:
 
 
 def embedding_bag_module(ctx: OpContext) -> Cost:
+    # forward(input, offsets=None, per_sample_weights=None)
     m = ctx.module
     assert isinstance(m, nn.EmbeddingBag)
-    return _embedding_bag(ctx, m.embedding_dim, m.mode)
+    weighted = ctx.arg(2, "per_sample_weights") is not None
+    return _embedding_bag(ctx, m.embedding_dim, m.mode, weighted)
 
 
 def embedding_bag_function(ctx: OpContext) -> Cost:
-    return _embedding_bag(ctx, ctx.arg(1, "weight").shape[-1], str(ctx.arg(6, "mode", "mean")))
+    # F.embedding_bag(input, weight, offsets, max_norm, norm_type, scale_grad_by_freq,
+    #                 mode="mean", sparse, per_sample_weights, ...)
+    weighted = ctx.arg(8, "per_sample_weights") is not None
+    dim = ctx.arg(1, "weight").shape[-1]
+    return _embedding_bag(ctx, dim, str(ctx.arg(6, "mode", "mean")), weighted)
 
 
-def _embedding_bag(ctx: OpContext, dim: int, mode: str) -> Cost:
+def _embedding_bag(ctx: OpContext, dim: int, mode: str, weighted: bool) -> Cost:
     gathered = ctx.x.numel * dim  # one row of `dim` values per index
     cost = f.embedding_bag(gathered, ctx.y.shape, mode)
-    weighted = ctx.arg(8, "per_sample_weights") is not None
+    # per_sample_weights (mode sum): one multiply per gathered value
     return Cost(0, cost.flops + (gathered if weighted else 0))
 
 
 DEFAULT.add(_DROPOUT_MODULES, Rule("dropout", dropout_module))
-DEFAULT.add(forms(*_DROPOUT_FUNCTIONS, methods=False), Rule("dropout", dropout_function))
+DEFAULT.add(forms(*_DROPOUT_FUNCTIONS, methods=False), Rule("dropout", dropout_function(True)))
+DEFAULT.add(
+    forms(*_ALPHA_DROPOUT_FUNCTIONS, methods=False), Rule("dropout", dropout_function(False))
+)
 DEFAULT.add(
     forms("interpolate", "upsample", methods=False), Rule("interpolate", interpolate_function)
 )

@@ -38,7 +38,10 @@ def std(ctx: OpContext) -> Cost:
 
 
 def norm(ctx: OpContext) -> Cost:
-    return f.norm2(ctx.x.shape, ctx.y.shape)
+    # torch.norm(input, p="fro", dim, ...), Tensor.norm(p=...),
+    # torch.linalg.vector_norm(x, ord=2, ...), torch.linalg.norm(x, ord=None, ...)
+    p = ctx.arg(1, "ord", ctx.kwargs.get("p", "fro"))
+    return f.vector_norm(ctx.x.shape, ctx.y.shape, p)
 
 
 def cumulative(ctx: OpContext) -> Cost:
@@ -61,6 +64,7 @@ for _name, _handler in (
     ("amin", reduce), ("max", max_min), ("min", max_min), ("mean", mean),
     ("nanmean", mean), ("var", var), ("std", std), ("var_mean", var), ("std_mean", std),
     ("norm", norm), ("vector_norm", norm), ("cumsum", cumulative), ("cumprod", cumulative),
+    ("cummax", cumulative), ("cummin", cumulative),
     ("logsumexp", logsumexp), ("softmax", softmax), ("log_softmax", softmax),
     ("softmin", softmax),
 ):  # fmt: skip
@@ -71,3 +75,14 @@ for _cls, _name in (
     (nn.Softmax2d, "softmax"),
 ):  # fmt: skip
     DEFAULT.add([_cls], Rule(_name, softmax))
+
+
+def scatter_reduce(ctx: OpContext) -> Cost:
+    # scatter_add / index_add / scatter_reduce(input, dim, index, src, ...): one add (or
+    # multiply, comparison) per source element folded into the output
+    return f.elementwise(ctx.arg(3, "src", ctx.kwargs.get("source")).shape)
+
+
+DEFAULT.add(
+    forms("scatter_add", "index_add", "scatter_reduce"), Rule("scatter_reduce", scatter_reduce)
+)

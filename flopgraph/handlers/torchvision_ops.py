@@ -1,7 +1,9 @@
-"""torchvision.ops functions that fx keeps as single calls (``torch.fx.wrap``).
+"""torchvision functions that fx keeps as single calls (``torch.fx.wrap``).
 
 Installed into the default registry the first time an analysis runs after
 torchvision was imported, so importing flopgraph never imports torchvision.
+A wrapped function that computes counts as its parts, following the spec's
+rule for composites (nn.MultiheadAttention): each part is the op it runs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,65 @@ def stochastic_depth(ctx: OpContext) -> Cost:
     return f.elementwise(ctx.y.shape) if training and p > 0 else ZERO
 
 
+def window_attention(
+    x: tuple[int, ...], window: tuple[int, int], num_heads: int, shift: tuple[int, int], *,
+    qkv_bias: bool, proj_bias: bool, logit_scale: int, training: bool,
+) -> Cost:
+    """torchvision's swin ``shifted_window_attention`` on x[B, H, W, C] as its parts.
+
+    ``logit_scale`` is the numel of the cosine-attention scale (Swin V2), 0 for
+    scaled dot products (V1). The feature map is padded to whole windows; a
+    window larger than the (padded) map disables the shift along that dim.
+    """  # fmt: skip
+    b, h, w, c = x
+    pad_h, pad_w = -(-h // window[0]) * window[0], -(-w // window[1]) * window[1]
+    shifted = (window[0] < pad_h and shift[0] > 0) or (window[1] < pad_w and shift[1] > 0)
+    n_windows = (pad_h // window[0]) * (pad_w // window[1])
+    tokens = window[0] * window[1]
+    rows = (b * n_windows, tokens, c)  # windows as a batch of token rows
+    scores = (b * n_windows, num_heads, tokens, tokens)
+    head_dim = c // num_heads
+    cost = f.linear(rows, (3 * c, c), qkv_bias)  # qkv projection
+    if logit_scale:  # cosine attention: normalize q and k, clamp and exp the scale, scale
+        cost += f.normalize_p2(rows) + f.normalize_p2(rows)
+        cost += f.elementwise((logit_scale,), 2) + f.elementwise(scores)
+    else:  # q * head_dim ** -0.5
+        cost += f.elementwise(rows)
+    cost += f.matmul((*scores[:2], tokens, head_dim), (head_dim, tokens), scores)  # q @ k^T
+    cost += f.elementwise(scores)  # + relative position bias
+    if shifted:  # mask of region ids: one subtract per (window, token, token), then the add
+        cost += f.elementwise((n_windows, tokens, tokens)) + f.elementwise(scores)
+    cost += f.softmax(scores)
+    cost += f.matmul(scores, (tokens, head_dim), (*scores[:3], head_dim))  # attn @ v
+    cost += f.linear(rows, (c, c), proj_bias)  # output projection
+    if training:  # F.dropout on the weights and on the output
+        cost += f.elementwise(scores) + f.elementwise(rows)
+    return cost
+
+
+def shifted_window_attention(ctx: OpContext) -> Cost:
+    # (input, qkv_weight, proj_weight, relative_position_bias, window_size, num_heads,
+    #  shift_size, attention_dropout, dropout, qkv_bias, proj_bias, logit_scale, training)
+    scale = ctx.arg(11, "logit_scale")
+    return window_attention(
+        ctx.x.shape,
+        tuple(ctx.arg(4, "window_size")),  # type: ignore[arg-type]
+        int(ctx.arg(5, "num_heads")),
+        tuple(ctx.arg(6, "shift_size")),  # type: ignore[arg-type]
+        qkv_bias=ctx.arg(9, "qkv_bias") is not None,
+        proj_bias=ctx.arg(10, "proj_bias") is not None,
+        logit_scale=scale.numel if scale is not None else 0,
+        training=bool(ctx.arg(12, "training", True)),
+    )
+
+
 def install(registry: Registry) -> None:
     from torchvision import ops
+    from torchvision.models import swin_transformer as swin
 
     registry.add([ops.stochastic_depth], Rule("stochastic_depth", stochastic_depth))
+    registry.add(
+        [swin.shifted_window_attention], Rule("shifted_window_attention", shifted_window_attention)
+    )
+    registry.free([swin._get_relative_position_bias], "relative_position_bias", "indexing")
+    registry.free([swin._patch_merging_pad], "patch_merging_pad", "data movement")
