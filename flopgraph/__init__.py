@@ -6,6 +6,7 @@ hooks never see are included.
 """
 
 from .analyze import analyze, register
+from .compare import Comparison, compare
 from .errors import (
     FlopgraphError,
     HandlerError,
@@ -24,6 +25,7 @@ from .report import FrontendInfo, ModuleInfo, Report
 __version__ = "0.1.0"
 
 __all__ = [
+    "Comparison",
     "Cost",
     "FlopgraphError",
     "FrontendInfo",
@@ -44,5 +46,6 @@ __all__ = [
     "TraceError",
     "__version__",
     "analyze",
+    "compare",
     "register",
 ]

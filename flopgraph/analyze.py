@@ -15,6 +15,7 @@ from .inputs import normalize_inputs
 from .params import ParamStats, module_param_counts
 from .pipeline import Frontend, run
 from .presets import FVCORE, TORCH
+from .progress import ProgressFn, no_progress
 from .records import OpRecord, TensorMeta
 from .registry import Registry, Rule, Target, default_name
 from .report import ModuleInfo, Report
@@ -32,6 +33,7 @@ def analyze(
     convention: Convention = "default",
     frontend: Frontend = "auto",
     handlers: Mapping[Target, Callable[..., Any]] | None = None,
+    progress: ProgressFn | None = None,
 ) -> Report:
     """Count the exact MACs and FLOPs of ``model`` on ``inputs``, op by op.
 
@@ -39,13 +41,15 @@ def analyze(
     positional inputs; ``kwargs`` holds keyword inputs. Only shapes and dtypes
     are used: no real arithmetic runs and the model is left exactly as it was.
     ``handlers`` maps call targets (module types, functions, tensor method
-    names) to handlers for this call only.
+    names) to handlers for this call only. ``progress(stage, done, total)`` is
+    told where a long analysis is (see :mod:`flopgraph.progress`).
     """
+    progress = progress or no_progress
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     registry = _registry(convention, handlers)
     args, kw = normalize_inputs(inputs, kwargs)
-    counted = run(model, args, kw, registry, frontend)
+    counted = run(model, args, kw, registry, frontend, progress)
     report = Report(
         model=type(model).__name__,
         convention=convention,

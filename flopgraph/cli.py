@@ -1,69 +1,294 @@
-"""Command line: ``flopgraph EXAMPLE|module:callable [--input 1x3x224x224]``.
+"""Command line: ``flopgraph MODEL [--input 1x3x224x224] [options]``.
 
-Argument parsing and exit codes only: 2 for usage errors, 1 for failed analyses.
+Argument parsing and exit codes only: 0 on success, 2 for usage errors (an
+unknown model, an import that fails, a bad --input or option), 1 when the
+analysis itself fails (a forward that fails for the given shapes, a model that
+cannot be traced). Each error is one line on stderr; --debug adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import io
+import logging
+import os
 import sys
-from typing import Any
+import traceback
+import typing
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, NoReturn
 
-import rich
+from rich.console import Console
 
-from .analyze import analyze
-from .errors import FlopgraphError
+from . import __version__
+from .errors import FlopgraphError, InputError, SkippedOpWarning, UsageError
 from .examples import EXAMPLES
+from .loading import load_model, parse_inputs, parse_kwargs
+from .progress import LiveProgress
+from .render import FORMATS, Format, View, render_text, terminal_view
+
+_SUFFIX_FORMATS: dict[str, Format] = {
+    ".json": "json", ".csv": "csv", ".md": "markdown", ".html": "html", ".htm": "html",
+    ".txt": "table",
+}  # fmt: skip
+analyze_module = importlib.import_module(".analyze", __package__)
+"""The module (``flopgraph.analyze`` the attribute is the function): its CONVENTIONS
+and Frontend are read when the parser is built, so new ones appear by themselves."""
+_FILE_WIDTH = 120
+"""Columns of a table written to a file or a pipe (a terminal uses its own width)."""
 
 
-def _shape(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(s) for s in text.lower().split("x"))
-    except ValueError as e:
-        msg = f"bad --input {text!r}: expected e.g. 1x3x224x224"
-        raise argparse.ArgumentTypeError(msg) from e
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, like every other flopgraph error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _load(spec: str) -> tuple[Any, tuple[int, ...] | None]:
-    if spec in EXAMPLES:
-        ex = EXAMPLES[spec]
-        return ex.build(), ex.input_shape
-    if ":" not in spec:
-        raise ValueError(f"unknown model {spec!r}: give an example name or package.module:callable")
-    mod_name, attr = spec.split(":", 1)
-    module = importlib.import_module(mod_name)
-    return getattr(module, attr)(), None
+def _count(kind: str, minimum: int) -> Any:
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}")
+        return int(text)
+
+    return parse
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="flopgraph", description=__doc__)
-    parser.add_argument("model", nargs="?", help="example name or package.module:callable")
-    parser.add_argument(
-        "--input", type=_shape, action="append", help="input shape, e.g. 1x3x224x224"
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="flopgraph",
+        description="Exact, operator-level FLOP and MAC counts of a PyTorch model.",
+        epilog="MODEL: a built-in example (--list-examples), package.module:callable "
+        "(torchvision.models:resnet50) or path/to/file.py:callable.",
     )
-    parser.add_argument("--list-examples", action="store_true")
-    ns = parser.parse_args(argv)
+    p.add_argument("model", nargs="?", metavar="MODEL")
+    p.add_argument(
+        "--input",
+        action="append",
+        metavar="[NAME=][DTYPE:]DIMS",
+        help="a model input, e.g. 1x3x224x224 or int64:1x128 (repeatable, in order)",
+    )
+    p.add_argument("--kwargs", metavar="JSON", help="keyword arguments for the model constructor")
+    p.add_argument(
+        "--device",
+        metavar="DEVICE",
+        help="build the model under torch.device(DEVICE); 'meta' allocates nothing",
+    )
+    p.add_argument("--convention", default="default", choices=sorted(analyze_module.CONVENTIONS))
+    p.add_argument("--frontend", default="auto", choices=_frontends())
+    p.add_argument(
+        "--depth",
+        type=_count("a count >= 0", 0),
+        metavar="N",
+        help="module levels to show (default 2 in tables, all in CSV and HTML)",
+    )
+    p.add_argument("--by", default="module", choices=("module", "operator", "op"))
+    p.add_argument(
+        "--top",
+        type=_count("a count >= 1", 1),
+        metavar="K",
+        help="keep the K costliest children of each module, or the K costliest ops",
+    )
+    p.add_argument(
+        "--format", choices=FORMATS, help="default: table, or what the -o file's suffix says"
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="compare graph counts with hook-based counts, module by module",
+    )
+    p.add_argument(
+        "--units", default="auto", choices=("auto", "raw"), help="auto: 4.09 G; raw: exact integers"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress, warnings or notes")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--list-examples", action="store_true", help="list the built-in examples")
+    p.add_argument("--version", action="version", version=f"flopgraph {__version__}")
+    return p  # fmt: skip
+
+
+def _frontends() -> list[str]:
+    """The frontends analyze() accepts, read from its signature's Literal."""
+    return list(typing.get_args(getattr(analyze_module, "Frontend", None))) or ["auto", "fx"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        ns = _parse(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed
+        return e.code if isinstance(e.code, int) else 0
     if ns.list_examples:
         for ex in EXAMPLES.values():
-            print(f"{ex.name:20} {'x'.join(map(str, ex.input_shape)):16} {ex.description}")
+            print(f"{ex.name:18} {'x'.join(map(str, ex.input_shape)):14} {ex.description}")
         return 0
-    if not ns.model:
-        parser.print_usage(sys.stderr)
-        return 2
+    with warnings.catch_warnings(record=True) as caught, _torch_logs(ns.debug):
+        warnings.simplefilter("default")
+        code = _guarded(ns)
+    if not ns.quiet:
+        _print_warnings(caught, ns)
+    return code
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.model is None and not ns.list_examples:
+        parser.error("the following argument is required: MODEL")
+    return ns
+
+
+@contextmanager
+def _torch_logs(debug: bool) -> Iterator[None]:
+    """torch logs the traceback of a failed fake-tensor kernel before re-raising it;
+    the error it becomes is reported in one line, so the log is silenced unless --debug."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
+    if not debug:
+        logger.setLevel(logging.CRITICAL)
     try:
-        model, default_shape = _load(ns.model)
-    except (ImportError, AttributeError, ValueError) as e:
-        print(f"flopgraph: error: {e}", file=sys.stderr)
-        return 2
-    shapes = ns.input or ([default_shape] if default_shape else None)
-    if not shapes:
-        print("flopgraph: error: --input is required for this model", file=sys.stderr)
-        return 2
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _guarded(ns: argparse.Namespace) -> int:
     try:
-        report = analyze(model.eval(), tuple(shapes) if len(shapes) > 1 else shapes[0])
+        _run(ns)
+    except (UsageError, InputError) as e:
+        return _fail(e, 2, ns.debug)
     except FlopgraphError as e:
-        print(f"flopgraph: error: {e}", file=sys.stderr)
-        return 1
-    rich.print(report)
+        return _fail(e, 1, ns.debug)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a bug, in flopgraph or in the model: still one line
+        return _fail(e, 1, ns.debug, f"internal error: {type(e).__name__}: ")
     return 0
+
+
+def _fail(e: BaseException, code: int, debug: bool, prefix: str = "") -> int:
+    if debug:
+        traceback.print_exc()
+    lines = str(e).strip().splitlines() or [type(e).__name__]
+    hint = " (--debug for the traceback)" if prefix and not debug else ""
+    print(f"flopgraph: error: {prefix}{lines[0]}{hint}", file=sys.stderr)
+    return code
+
+
+def _format(ns: argparse.Namespace) -> Format:
+    """--format, else what the -o file's suffix says, else ``table``."""
+    suffix = Path(ns.output or "").suffix.lower()
+    return typing.cast(Format, ns.format or _SUFFIX_FORMATS.get(suffix, "table"))
+
+
+def _run(ns: argparse.Namespace) -> None:
+    fmt = _format(ns)
+    if fmt == "tree" and ns.by != "module":
+        raise UsageError(f"--format tree shows modules; use --format table with --by {ns.by}")
+    inputs = parse_inputs(ns.input)
+    loaded = load_model(ns.model, parse_kwargs(ns.kwargs), ns.device)
+    inputs = inputs or loaded.default_inputs
+    if not inputs:
+        raise UsageError(f"model {ns.model!r} needs --input (e.g. --input 1x3x224x224)")
+    if ns.compare:
+        _emit_comparison(_comparison(loaded.model, inputs, ns), fmt, ns)
+        return
+    with _progress(ns) as progress:
+        report = analyze_module.analyze(
+            loaded.model, inputs.args, kwargs=dict(inputs.kwargs), convention=ns.convention,
+            frontend=ns.frontend, progress=progress,
+        )  # fmt: skip
+    view = View(by=ns.by, depth=ns.depth, top=ns.top, units=ns.units)
+    if ns.output or fmt not in ("table", "tree"):
+        _write(render_text(report, fmt, view, _FILE_WIDTH), ns)
+    else:
+        _console().print(terminal_view(report, fmt, view))
+
+
+def _console(stderr: bool = False) -> Console:
+    """stdout (or stderr) as rich sees it: colour only on a terminal without NO_COLOR;
+    a pipe gets plain text at a width wide enough for the tables."""
+    console = Console(stderr=stderr, color_system=None if os.environ.get("NO_COLOR") else "auto")
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = _FILE_WIDTH
+    return console
+
+
+def _progress(ns: argparse.Namespace) -> AbstractContextManager[Any]:
+    console = _console(stderr=True)
+    if ns.quiet or not console.is_terminal:
+        return nullcontext(None)
+    return LiveProgress(console)
+
+
+def _write(text: str, ns: argparse.Namespace) -> None:
+    if not ns.output:
+        sys.stdout.write(text)
+        return
+    try:
+        Path(ns.output).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write {ns.output!r}: {e.strerror or e}") from e
+    if not ns.quiet:
+        print(f"flopgraph: wrote {ns.output}", file=sys.stderr)
+
+
+def _comparison(model: Any, inputs: Any, ns: argparse.Namespace) -> Any:
+    compare = getattr(_compare_module(), "compare", None)
+    if not callable(compare):
+        raise UsageError("--compare needs flopgraph.compare, which this flopgraph does not have")
+    return compare(model, inputs.args, kwargs=dict(inputs.kwargs), convention=ns.convention)
+
+
+def _compare_module() -> Any:
+    try:
+        return importlib.import_module(f"{__package__}.compare")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__package__}.compare":
+            raise
+        return None
+
+
+def _emit_comparison(result: Any, fmt: str, ns: argparse.Namespace) -> None:
+    if fmt == "json" and hasattr(result, "to_json"):
+        _write(result.to_json(indent=2) + "\n", ns)
+    elif fmt == "markdown" and _comparison_markdown() is not None:
+        text = _comparison_markdown()(result)  # type: ignore[misc]
+        _write(text if text.endswith("\n") else text + "\n", ns)
+    elif fmt in ("table", "tree") and not ns.output:
+        _console().print(result)
+    elif fmt in ("table", "tree"):
+        _write(_plain(result), ns)
+    else:
+        raise UsageError(f"--compare cannot write --format {fmt}; use table, json or markdown")
+
+
+def _comparison_markdown() -> Any:
+    """The comparison's Markdown renderer, where this flopgraph has one."""
+    try:
+        module = importlib.import_module(".render.compare", __package__)
+    except ModuleNotFoundError:
+        return None
+    return getattr(module, "compare_markdown", None)
+
+
+def _plain(renderable: Any) -> str:
+    console = Console(file=io.StringIO(), width=_FILE_WIDTH, color_system=None)
+    console.print(renderable)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def _print_warnings(caught: list[warnings.WarningMessage], ns: argparse.Namespace) -> None:
+    """Each warning once, as one line; skipped ops only where the report shows no panel."""
+    shown_in_report = _format(ns) not in ("json", "csv")
+    seen: set[str] = set()
+    for w in caught:
+        text = str(w.message).strip().splitlines()[0] if str(w.message).strip() else ""
+        if text in seen or (issubclass(w.category, SkippedOpWarning) and shown_in_report):
+            continue
+        seen.add(text)
+        print(f"flopgraph: warning: {text}", file=sys.stderr)

@@ -33,3 +33,8 @@ class RegistryError(FlopgraphError, TypeError):
 
 class SkippedOpWarning(UserWarning):
     """An op had no handler: it counts 0 and is listed on the report."""
+
+
+class UsageError(FlopgraphError):
+    """A command line named a model, input or option that cannot be used
+    (the command exits with status 2, before any analysis starts)."""

@@ -84,7 +84,9 @@ def bilinear(x1: Shape, x2: Shape, weight: Shape, bias: bool) -> Cost:
     return Cost(macs, 2 * macs + (rows * out_features if bias else 0))
 
 
-def einsum(equation: str, shapes: Sequence[Shape], path: Sequence[Sequence[int]] | None = None) -> Cost:
+def einsum(
+    equation: str, shapes: Sequence[Shape], path: Sequence[Sequence[int]] | None = None
+) -> Cost:
     """einsum as the sum of its pairwise contractions, each costing the product of
     the sizes of all distinct indices of its two operands.
 
@@ -98,7 +100,10 @@ def einsum(equation: str, shapes: Sequence[Shape], path: Sequence[Sequence[int]]
     terms, out, size = _einsum_labels(equation, shapes)
     if len(terms) == 1:
         return Cost(0, max(0, _space(terms[0], size) - _space(out, size)))
-    pairs = list(path) if path is not None else [(0, 1)] + [(0, n) for n in range(len(terms) - 2, 0, -1)]
+    # left to right in the same convention: (0, 1), then the first operand left with
+    # the result, which sits last: (0, n - 2), (0, n - 3), ..., (0, 1)
+    left_to_right = [(0, 1)] + [(0, n) for n in range(len(terms) - 2, 0, -1)]
+    pairs = list(path) if path is not None else left_to_right
     ops, macs, flops = list(terms), 0, 0
     for pair in pairs:
         picked = [ops[i] for i in pair]

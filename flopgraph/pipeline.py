@@ -4,15 +4,19 @@ fx: symbolic trace -> shape propagation on meta (or fake) tensors -> count.
 aten: record the forward's aten ops on fake tensors -> count.
 
 ``auto`` tries fx first (its graph keeps module calls and Python operators as
-the user wrote them) and falls back to aten when fx cannot trace or propagate
-the model; the result says which ran and why. When both fail, one error gives
-both causes.
+the user wrote them) and falls back to aten when fx cannot trace the model;
+the result says which ran and why. When both fail, one error gives both
+causes. A traced graph whose op rejects its inputs (a wrong shape or dtype)
+is a PropagationError and final: the model would fail for real too, and fake
+kernels are laxer than real ones (a float64 input into a float32 linear runs
+on fake tensors).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -22,6 +26,7 @@ from .count_aten import count_aten
 from .errors import InputError, PropagationError, TraceError
 from .frontends.aten import trace_aten
 from .frontends.fx import TracedGraph, trace_fx
+from .progress import ProgressFn, no_progress
 from .records import OpRecord
 from .registry import Registry
 from .report import FrontendInfo
@@ -47,6 +52,7 @@ def run(
     kwargs: Mapping[str, Any],
     registry: Registry,
     frontend: str,
+    progress: ProgressFn = no_progress,
 ) -> Counted:
     """Count ``model`` with the frontend asked for (``auto``: fx, else aten)."""
     if frontend not in FRONTENDS:
@@ -55,36 +61,40 @@ def run(
     if not registry.policy.fx:
         if frontend == "fx":
             raise InputError("this convention counts aten ops: use frontend='aten' or 'auto'")
-        return _aten(model, args, kwargs, registry, "")
+        return _aten(model, args, kwargs, registry, "", progress)
     if frontend == "aten":
-        return _aten(model, args, kwargs, registry, "")
+        return _aten(model, args, kwargs, registry, "", progress)
     try:
-        return _fx(model, args, kwargs, registry)
-    except (TraceError, PropagationError) as e:
+        return _fx(model, args, kwargs, registry, progress)
+    except TraceError as e:  # a PropagationError (a traced op rejects its inputs) is final
         if frontend == "fx":
             raise
         fx_error = e
     try:
-        return _aten(model, args, kwargs, registry, f"fx was not used: {fx_error}")
+        return _aten(model, args, kwargs, registry, f"fx was not used: {fx_error}", progress)
     except TraceError as e:
-        # one error with both causes, of the class of fx's failure (a wrong input
-        # shape stays a PropagationError)
-        raise type(fx_error)(
-            f"neither frontend could analyze {type(model).__name__}. "
-            f"fx: {fx_error} | aten: {e}"
+        raise TraceError(
+            f"{fx_error} (fx frontend); the aten frontend failed too: {e}"
         ) from e
 
 
 def _fx(
-    model: torch.nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any], registry: Registry
+    model: torch.nn.Module,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    registry: Registry,
+    progress: ProgressFn,
 ) -> Counted:
+    progress("trace", 0, 0)
     traced = trace_fx(model, args, kwargs, registry)
+    step = partial(progress, "propagate")
     try:
-        propagate(traced, "meta")
+        propagate(traced, "meta", step)
     except PropagationError:
         # meta tensors cannot mix with tensors a forward creates on a real device;
         # fake tensors can, at some cost in speed
-        propagate(traced, "fake")
+        propagate(traced, "fake", step)
+    progress("count", 0, 0)
     records = count(traced, registry)
     return Counted(tuple(records), FrontendInfo("fx"), _fx_calls(traced))
 
@@ -104,8 +114,11 @@ def _aten(
     kwargs: Mapping[str, Any],
     registry: Registry,
     note: str,
+    progress: ProgressFn,
 ) -> Counted:
+    progress("trace", 0, 0)  # the forward runs once, recorded: no per-node steps
     trace = trace_aten(model, args, kwargs)
+    progress("count", 0, 0)
     notes = "; ".join(n for n in (note, trace.note) if n)
     info = FrontendInfo("aten", notes, real_run=trace.real)
     return Counted(tuple(count_aten(trace, registry)), info, trace.module_calls)

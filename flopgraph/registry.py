@@ -13,7 +13,7 @@ leaks into the next call.
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -185,6 +185,10 @@ class Registry:
                 same_forward = getattr(cls, "forward", None) is getattr(base, "forward", None)
                 return rule if same_forward else None
         return None
+
+    def items(self) -> Iterator[tuple[Key, Rule]]:
+        """Every (key, rule) pair, in registration order (for reports over the table)."""
+        return iter(self._rules.items())
 
     def copy(self) -> Registry:
         return Registry(self._rules, self.policy)

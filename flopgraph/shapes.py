@@ -115,17 +115,24 @@ def to_meta(value: Any) -> Any:
     return value
 
 
-def propagate(traced: TracedGraph, mode: Mode = "meta") -> None:
-    """Annotate every node of ``traced.graph`` with its result's metadata."""
+def propagate(
+    traced: TracedGraph,
+    mode: Mode = "meta",
+    on_node: Callable[[int, int], None] | None = None,
+) -> None:
+    """Annotate every node of ``traced.graph`` with its result's metadata.
+
+    ``on_node(done, total)`` is called after each node (for progress displays)."""
     twins = _Twins(mode, _device_of(traced.root))
     env: dict[torch.fx.Node, Any] = {}
     root = traced.root
+    total = len(traced.graph.nodes)
 
     def load(a: Any) -> Any:
         return torch.fx.node.map_arg(a, env.__getitem__)
 
     with twins.active():
-        for node in traced.graph.nodes:
+        for done, node in enumerate(traced.graph.nodes, 1):
             try:
                 value = _run(node, load, traced, twins, root)
             except PropagationError:
@@ -134,6 +141,8 @@ def propagate(traced: TracedGraph, mode: Mode = "meta") -> None:
                 raise PropagationError(_failure(node, e, env, root)) from e
             env[node] = value
             node.meta[META_KEY] = to_meta(value)
+            if on_node is not None:
+                on_node(done, total)
 
 
 def _run(
@@ -158,16 +167,75 @@ def _run(
         return twins.module(obj) if isinstance(obj, torch.nn.Module) else obj
     args, kwargs = load(node.args), load(node.kwargs)
     if op == "call_function":
+        if node.target in _CONTRACTION_FUNCTIONS:
+            _check_dtypes(args[:2], str(node.target.__name__))  # type: ignore[union-attr]
         return node.target(*args, **kwargs)  # type: ignore[operator]
     if op == "call_method":
         self_obj, *rest = args
         return getattr(self_obj, str(node.target))(*rest, **kwargs)
     if op == "call_module":
         shadow = twins.module(root.get_submodule(str(node.target)))
-        return shadow.forward(*args, **kwargs)
+        if isinstance(shadow, _CONTRACTION_MODULES) and args:
+            _check_dtypes((args[0], shadow.weight), type(shadow).__name__)
+        quick = _same_shape_output(shadow, args, kwargs)
+        return quick if quick is not None else shadow.forward(*args, **kwargs)
     if op == "output":
         return args[0]
     raise PropagationError(f"unknown node kind {op!r} at node {node.name!r}")
+
+
+_SHAPE_KEEPING = (
+    torch.nn.ReLU, torch.nn.ReLU6, torch.nn.SiLU, torch.nn.GELU, torch.nn.Hardswish,
+    torch.nn.Hardsigmoid, torch.nn.Sigmoid, torch.nn.Tanh, torch.nn.LeakyReLU, torch.nn.Identity,
+    torch.nn.Dropout, torch.nn.ELU, torch.nn.Mish,
+)  # fmt: skip
+
+
+# Meta kernels of these contractions accept mismatched dtypes that real kernels refuse
+# ("mat1 and mat2 must have the same dtype"); check as the real kernel would.
+_CONTRACTION_MODULES = (
+    torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose1d,
+    torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d,
+)  # fmt: skip
+_CONTRACTION_FUNCTIONS = frozenset(
+    {torch.nn.functional.linear, torch.conv1d, torch.conv2d, torch.conv3d, torch.matmul,
+     torch.mm, torch.bmm}
+)  # fmt: skip
+
+
+def _check_dtypes(tensors: Any, op: str) -> None:
+    a, b = (t for t in tensors[:2])
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype != b.dtype:
+        raise TypeError(
+            f"{op} needs operands of one dtype, got input {str(a.dtype).removeprefix('torch.')} "
+            f"and {str(b.dtype).removeprefix('torch.')} (cast the input or the model)"
+        )
+
+
+def _same_shape_output(m: torch.nn.Module, args: Any, kwargs: Any) -> torch.Tensor | None:
+    """The output of a module known to keep its input's shape and dtype, without
+    running it; None when the module must run (also whenever the input would make
+    it fail, so that the failure and its message come from the module itself)."""
+    if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor):
+        return None
+    x = args[0]
+    if not x.is_floating_point():
+        return None
+    if type(m) in _SHAPE_KEEPING:
+        return _like(x)
+    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and type(m).forward is _BN_FORWARD:
+        ok = x.dim() in _BN_DIMS.get(type(m), ()) and x.shape[1] == m.num_features
+        return _like(x) if ok else None
+    return None
+
+
+def _like(x: torch.Tensor) -> torch.Tensor:
+    # empty_strided is a plain factory; empty_like goes through slower reference code on meta
+    return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
+
+
+_BN_FORWARD = torch.nn.BatchNorm2d.forward
+_BN_DIMS = {torch.nn.BatchNorm1d: (2, 3), torch.nn.BatchNorm2d: (4,), torch.nn.BatchNorm3d: (5,)}
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:

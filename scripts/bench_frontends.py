@@ -96,9 +96,7 @@ def runner(tool: str, model: Any, x: Any) -> Callable[[], Any]:
 
         return trace
     if tool == "export":
-        return lambda: {
-            "nodes": len(torch.export.export(model, (x,), strict=False).graph.nodes)
-        }
+        return lambda: {"nodes": len(torch.export.export(model, (x,), strict=False).graph.nodes)}
     if tool == "flop_counter":
         from torch.utils.flop_counter import FlopCounterMode
 

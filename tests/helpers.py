@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -33,3 +34,19 @@ def cost_of(model: nn.Module, *shapes, **kw) -> flopgraph.Cost:
 
 def fn_cost(fn: Callable[..., torch.Tensor], *shapes) -> flopgraph.Cost:
     return cost_of(Fn(fn), *shapes)
+
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+
+
+def assert_golden(name: str, text: str) -> None:
+    """``text`` equals tests/golden/``name`` exactly. FLOPGRAPH_UPDATE_GOLDEN=1 rewrites
+    the file instead; read the new file before committing it."""
+    import os
+
+    path = GOLDEN_DIR / name
+    if os.environ.get("FLOPGRAPH_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    expected = path.read_text(encoding="utf-8")
+    assert text == expected, f"{name} differs from its golden file; diff it against {path}"

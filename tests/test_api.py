@@ -243,3 +243,16 @@ def test_no_activation_memory_for_large_inputs():
 
 def test_repr_is_one_line():
     assert "\n" not in repr(flopgraph.analyze(LeNet(), (1, 1, 28, 28)))
+
+
+@pytest.mark.parametrize(
+    "model, shape",
+    [
+        (nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(5)), (1, 3, 8, 8)),
+        (nn.Sequential(nn.Flatten(), nn.BatchNorm1d(4)), (2, 3, 4, 4)),
+        (nn.Sequential(nn.Identity(), nn.BatchNorm2d(3)), (2, 3, 4)),
+    ],
+)
+def test_mismatched_batch_norm_still_fails_at_its_node(model, shape):
+    with pytest.raises(flopgraph.PropagationError, match=r"node '_1' \(call_module 1: BatchNorm"):
+        flopgraph.analyze(model.eval(), shape)

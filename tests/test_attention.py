@@ -3,18 +3,18 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import flop_counter_total
+from helpers import Fn, cost_of, fn_cost
 from torch import nn
 
 import flopgraph
 from flopgraph import Cost
-from conftest import flop_counter_total
-from helpers import Fn, cost_of, fn_cost
 
 
-def core(b, l, s, e, ev, masked=False, dropout=False):
+def core(b, tl, s, e, ev, masked=False, dropout=False):
     """The spec's attention core: macs B*L*S*(E + Ev); flops 2*macs + B*L*S*(1 + m + 5)."""
-    macs = b * l * s * (e + ev)
-    return Cost(macs, 2 * macs + b * l * s * (6 + int(masked) + int(dropout)))
+    macs = b * tl * s * (e + ev)
+    return Cost(macs, 2 * macs + b * tl * s * (6 + int(masked) + int(dropout)))
 
 
 @pytest.mark.parametrize(
@@ -64,13 +64,28 @@ def test_sdpa_macs_match_flop_counter_mode():
     assert 2 * report.macs == flop_counter_total(fn, q, k, v)
 
 
-def mha_expected(n, l, s, e, kdim, vdim, heads, bias=True, masked=False, average=0, extra=0):
+class Attend(nn.Module):
+    """Calls a MultiheadAttention on (q, k, v), k and v defaulting to q, with fixed
+    keyword arguments; returns the attention output."""
+
+    def __init__(self, attn, **kw):
+        super().__init__()
+        self.attn = attn
+        self.kw = kw
+
+    def forward(self, q, k=None, v=None, key_padding_mask=None):
+        k = q if k is None else k
+        v = k if v is None else v
+        return self.attn(q, k, v, key_padding_mask=key_padding_mask, **self.kw)[0]
+
+
+def mha_expected(n, tl, s, e, kdim, vdim, heads, bias=True, masked=False, average=0, extra=0):
     """Input projections + attention core per head + output projection (+ head average)."""
-    proj = [(n * l, e, e), (n * s, kdim, e), (n * s, vdim, e), (n * l, e, e)]  # rows, in, out
+    proj = [(n * tl, e, e), (n * s, kdim, e), (n * s, vdim, e), (n * tl, e, e)]  # rows, in, out
     macs = sum(r * i * o for r, i, o in proj)
     flops = 2 * macs + (sum(r * o for r, _, o in proj) if bias else 0)
-    c = core(n * heads, l, s + extra, e // heads, e // heads, masked)
-    return Cost(macs + c.macs, flops + c.flops + average * n * heads * l * (s + extra))
+    c = core(n * heads, tl, s + extra, e // heads, e // heads, masked)
+    return Cost(macs + c.macs, flops + c.flops + average * n * heads * tl * (s + extra))
 
 
 def test_mha_by_hand():
@@ -86,34 +101,23 @@ def test_mha_by_hand():
 def test_mha_kdim_vdim_and_weights(batch_first, need_weights, average):
     m = nn.MultiheadAttention(12, 3, kdim=5, vdim=7, batch_first=batch_first).eval()
 
-    class Call(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.attn = m
-
-        def forward(self, q, k, v):
-            return self.attn(q, k, v, need_weights=need_weights, average_attn_weights=average)[0]
-
-    n, l, s = 2, 4, 9
-    shapes = [(n, l, 12), (n, s, 5), (n, s, 7)] if batch_first else [(l, n, 12), (s, n, 5), (s, n, 7)]
-    expected = mha_expected(n, l, s, 12, 5, 7, 3, average=int(need_weights and average))
-    assert cost_of(Call(), *shapes) == expected
+    n, tl, s = 2, 4, 9
+    shapes = (
+        [(n, tl, 12), (n, s, 5), (n, s, 7)] if batch_first else [(tl, n, 12), (s, n, 5), (s, n, 7)]
+    )
+    expected = mha_expected(n, tl, s, 12, 5, 7, 3, average=int(need_weights and average))
+    call = Attend(m, need_weights=need_weights, average_attn_weights=average)
+    assert cost_of(call, *shapes) == expected
 
 
 def test_mha_masks_bias_kv_zero_attn_and_no_bias():
     m = nn.MultiheadAttention(8, 2, bias=False, add_bias_kv=True, add_zero_attn=True).eval()
 
-    class Call(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.attn = m
-
-        def forward(self, x, pad):
-            return self.attn(x, x, x, key_padding_mask=pad, need_weights=False)[0]
-
     # two keys appended (bias_k and a zero key): S' = 6 + 2; masked; no bias terms
     x, pad = torch.zeros(6, 3, 8), torch.zeros(3, 6, dtype=torch.bool)
-    report = flopgraph.analyze(Call(), (x, pad))
+    report = flopgraph.analyze(
+        Attend(m, need_weights=False), (x,), kwargs={"key_padding_mask": pad}
+    )
     assert report.cost == mha_expected(3, 6, 6, 8, 8, 8, 2, bias=False, masked=True, extra=2)
 
 
@@ -128,19 +132,11 @@ def test_mha_fast_path_module_counts_as_slow_path():
     # eval, batch_first, self-attention, no weights: the conditions of torch's fast path
     cpu = nn.MultiheadAttention(16, 4, batch_first=True).eval()
 
-    class SelfAttn(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.attn = cpu
-
-        def forward(self, x):
-            return self.attn(x, x, x, need_weights=False)[0]
-
     x = torch.randn(2, 5, 16)
-    report = flopgraph.analyze(SelfAttn(), x)
+    report = flopgraph.analyze(Attend(cpu, need_weights=False), x)
     assert report.cost == mha_expected(2, 5, 5, 16, 16, 16, 4)
     # FlopCounterMode sees no op inside the fused fast path the real forward takes
-    assert flop_counter_total(SelfAttn(), x) == 0
+    assert flop_counter_total(Attend(cpu, need_weights=False), x) == 0
 
 
 def test_mha_equals_handwritten_parts():
@@ -153,23 +149,15 @@ def test_mha_equals_handwritten_parts():
             self.m = m
 
         def forward(self, x):
-            n, l, e = 2, 5, 16
+            n, tl, e = 2, 5, 16
             m = self.m
             q, k, v = F.linear(x, m.in_proj_weight, m.in_proj_bias).chunk(3, -1)
-            q, k, v = (t.view(n, l, 4, 4).transpose(1, 2) for t in (q, k, v))
-            o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, l, e)
+            q, k, v = (t.view(n, tl, 4, 4).transpose(1, 2) for t in (q, k, v))
+            o = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, tl, e)
             return F.linear(o, m.out_proj.weight, m.out_proj.bias)
 
-    class Whole(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.attn = m
-
-        def forward(self, x):
-            return self.attn(x, x, x, need_weights=False)[0]
-
     a = flopgraph.analyze(Parts(), (2, 5, 16))
-    b = flopgraph.analyze(Whole(), (2, 5, 16))
+    b = flopgraph.analyze(Attend(m, need_weights=False), (2, 5, 16))
     assert a.cost == b.cost == mha_expected(2, 5, 5, 16, 16, 16, 4)
 
 
@@ -183,9 +171,9 @@ def ffn(tokens, d, ff, residuals):
 
 def test_transformer_encoder_layer_by_hand():
     layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, batch_first=True).eval()
-    n, l = 2, 6
-    expected = mha_expected(n, l, l, 32, 32, 32, 4) + ffn(n * l, 32, 64, residuals=2)
-    assert cost_of(layer, (n, l, 32)) == expected
+    n, tl = 2, 6
+    expected = mha_expected(n, tl, tl, 32, 32, 32, 4) + ffn(n * tl, 32, 64, residuals=2)
+    assert cost_of(layer, (n, tl, 32)) == expected
 
 
 def test_transformer_encoder_layer_training_dropouts():

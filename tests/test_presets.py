@@ -3,14 +3,14 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import Fn
+from test_aten import ZOO, build
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import flopgraph
 from flopgraph import Cost
 from flopgraph.presets.fvcore import einsum_macs
-from helpers import Fn
-from test_aten import ZOO, build
 
 
 class Small(nn.Module):

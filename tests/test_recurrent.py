@@ -2,12 +2,12 @@
 
 import pytest
 import torch
+from helpers import cost_of
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import flopgraph
 from flopgraph import Cost
-from helpers import cost_of
 
 GATES = {nn.RNN: 1, nn.GRU: 3, nn.LSTM: 4}
 CELL = {nn.RNN: 1, nn.GRU: 8, nn.LSTM: 9}  # per hidden unit, from the spec
@@ -27,9 +27,11 @@ def test_lstm_two_layers_bidirectional_batch_first():
     # layer 2 reads both directions, I = 512: 4 * 256 * (512 + 256)   = 786_432 macs
     #   flops 2 * 786_432 + 1_024 + 2_048 + 2_304                     = 1_578_240
     # 32 steps x 1 row x 2 directions = 64 runs of each layer
-    assert cost_of(lstm, (1, 32, 128)) == Cost(
-        64 * (393_216 + 786_432), 64 * (791_808 + 1_578_240)
-    ) == Cost(75_497_472, 151_683_072)
+    assert (
+        cost_of(lstm, (1, 32, 128))
+        == Cost(64 * (393_216 + 786_432), 64 * (791_808 + 1_578_240))
+        == Cost(75_497_472, 151_683_072)
+    )
 
 
 def test_gru_sequence_first():

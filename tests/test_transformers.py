@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from test_presets import assert_matches_flop_counter, fvcore_analysis
 
 import flopgraph
 from flopgraph import TensorSpec
-from test_presets import assert_matches_flop_counter, fvcore_analysis
 
 transformers = pytest.importorskip("transformers")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import threading
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from ..registry import Registry
 # with the separator, so that torchvision's files do not pass for torch's
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _OWN_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
+# torch.fx patches nn.Module.__call__ process-wide while it traces: one trace at a time
+_TRACE_LOCK = threading.Lock()
 _SPECIALIZATION_CHECKS = (torch._assert, torch.fx._symbolic_trace._assert_is_none)
 
 
@@ -92,7 +95,8 @@ def trace_fx(
     tracer = _Tracer(registry)
     root = structural_copy(model)
     try:
-        graph = tracer.trace(root, concrete_args=concrete or None)
+        with _TRACE_LOCK:
+            graph = tracer.trace(root, concrete_args=concrete or None)
     except Exception as e:  # any failure inside user code or torch.fx
         raise TraceError(
             f"torch.fx could not trace {type(model).__name__}: {_one_line(e)}{_where(e)}"

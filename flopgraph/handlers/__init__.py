@@ -1,8 +1,10 @@
 """Handlers: adapters from one op's metadata to a formula, one file per family.
 
 Importing this package fills :data:`DEFAULT`. To find where an op's rule
-lives, look up its family: contractions, elementwise, reductions, norms,
-pooling, misc (dropout, interpolation, embedding bags) or free.
+lives, look up its family: contractions (einsum and bilinear included),
+elementwise, reductions, norms, pooling, attention, transformer (torch.nn's
+Transformer modules), recurrent, misc (dropout, interpolation, embedding bags)
+or free. Third-party ops live in files named after their library.
 """
 
 import sys
@@ -10,11 +12,19 @@ from collections.abc import Callable
 
 from ..registry import Registry
 from . import (  # noqa: F401
-    attention, contractions, elementwise, free, misc, norms, pooling, recurrent, reductions,
+    aten,
+    aten_composite,
+    attention,
+    contractions,
+    elementwise,
+    free,
+    misc,
+    norms,
+    pooling,
+    recurrent,
+    reductions,
     transformer,
 )
-# the aten tables come last: they reuse the fx rules registered above
-from . import aten, aten_composite  # noqa: E402, F401
 from .context import OpContext
 from .table import DEFAULT, forms
 

@@ -56,20 +56,23 @@ _add(["addcmul", "addcdiv"], Rule("addcmul", elementwise.per_element(2)))
 
 # --- C. reductions and softmax -------------------------------------------------------------
 
-for _name, _handler in (
-    ("sum", reductions.reduce), ("nansum", reductions.reduce), ("prod", reductions.reduce),
-    ("amax", reductions.reduce), ("amin", reductions.reduce), ("max", reductions.max_min),
-    ("min", reductions.max_min), ("mean", reductions.mean), ("nanmean", reductions.mean),
-    ("var", reductions.var), ("var_mean", reductions.var), ("std", reductions.std),
-    ("std_mean", reductions.std), ("norm", reductions.norm),
-    ("linalg_vector_norm", reductions.norm), ("cumsum", reductions.cumulative),
-    ("cumprod", reductions.cumulative), ("cummax", reductions.cumulative),
-    ("cummin", reductions.cumulative), ("logsumexp", reductions.logsumexp),
-    ("_softmax", reductions.softmax), ("_log_softmax", reductions.softmax),
-    ("_safe_softmax", reductions.softmax), ("softmax", reductions.softmax),
-    ("log_softmax", reductions.softmax),
+for _aten, _name, _handler in (
+    ("sum", "sum", reductions.reduce), ("nansum", "nansum", reductions.reduce),
+    ("prod", "prod", reductions.reduce), ("amax", "amax", reductions.reduce),
+    ("amin", "amin", reductions.reduce), ("max", "max", reductions.max_min),
+    ("min", "min", reductions.max_min), ("mean", "mean", reductions.mean),
+    ("nanmean", "nanmean", reductions.mean), ("var", "var", reductions.var),
+    ("var_mean", "var_mean", reductions.var), ("std", "std", reductions.std),
+    ("std_mean", "std_mean", reductions.std), ("norm", "norm", reductions.norm),
+    ("linalg_vector_norm", "vector_norm", reductions.norm),
+    ("cumsum", "cumsum", reductions.cumulative), ("cumprod", "cumprod", reductions.cumulative),
+    ("cummax", "cummax", reductions.cumulative), ("cummin", "cummin", reductions.cumulative),
+    ("logsumexp", "logsumexp", reductions.logsumexp), ("_softmax", "softmax", reductions.softmax),
+    ("softmax", "softmax", reductions.softmax), ("_safe_softmax", "softmax", reductions.softmax),
+    ("_log_softmax", "log_softmax", reductions.softmax),
+    ("log_softmax", "log_softmax", reductions.softmax),
 ):  # fmt: skip
-    _add([_name], Rule(_name.strip("_"), _handler))
+    _add([_aten], Rule(_name, _handler))
 
 
 # --- A. contractions -----------------------------------------------------------------------

@@ -20,6 +20,17 @@ import torch.nn.functional as F
 from .. import formulas as f
 from ..records import Cost, TensorMeta
 from ..registry import Rule, builtin_packet
+
+# the fx rules these composites reuse must be registered first
+from . import (  # noqa: F401
+    attention,
+    contractions,
+    elementwise,
+    misc,
+    norms,
+    pooling,
+    reductions,  # noqa: F401
+)
 from .context import OpContext
 from .table import DEFAULT
 
@@ -28,8 +39,8 @@ aten = torch.ops.aten
 WHOLE = (
     F.scaled_dot_product_attention, F.normalize, F.softsign, F.softmin, F.lp_pool1d,
     F.lp_pool2d, F.lp_pool3d, F.local_response_norm, F.rms_norm, torch.rms_norm,
-    F.instance_norm, F.dropout, torch.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
-    F.feature_alpha_dropout, torch.alpha_dropout, torch.feature_alpha_dropout,
+    F.instance_norm, F.dropout, torch.dropout, F.dropout1d, F.dropout2d, F.dropout3d,
+    F.alpha_dropout, F.feature_alpha_dropout, torch.alpha_dropout, torch.feature_alpha_dropout,
     torch.feature_dropout, F.embedding_bag, torch.outer, torch.ger, F.bilinear, torch.einsum,
     torch.logsumexp,
 )  # fmt: skip
@@ -132,11 +143,16 @@ def attention_kernel(positions: tuple[int | None, int, int]) -> Any:
 
 
 reuse_function_rules(WHOLE)
-DEFAULT.composite([F.multi_head_attention_forward], Rule("multihead_attention", multi_head_attention))
-DEFAULT.composite([aten.lstm, aten.gru, aten.rnn_tanh, aten.rnn_relu], Rule("recurrent", recurrent))
 DEFAULT.composite(
-    [aten.lstm_cell, aten.gru_cell, aten.rnn_tanh_cell, aten.rnn_relu_cell],
-    Rule("recurrent_cell", recurrent_cell),
+    [F.multi_head_attention_forward], Rule("multihead_attention", multi_head_attention)
 )
+for _packet, _name in ((aten.lstm, "lstm"), (aten.gru, "gru"), (aten.rnn_tanh, "rnn"),
+                       (aten.rnn_relu, "rnn")):  # fmt: skip
+    DEFAULT.composite([_packet], Rule(_name, recurrent))
+    DEFAULT.composite(
+        [getattr(aten, f"{_packet.__name__}_cell")], Rule(f"{_name}_cell", recurrent_cell)
+    )
 for _name, _positions in _KERNELS.items():
-    DEFAULT.add([getattr(aten, _name)], Rule("scaled_dot_product_attention", attention_kernel(_positions)))
+    DEFAULT.add(
+        [getattr(aten, _name)], Rule("scaled_dot_product_attention", attention_kernel(_positions))
+    )

@@ -126,8 +126,9 @@ def einsum(ctx: OpContext) -> Cost:
 
 @DEFAULT.handler(*forms("bilinear", methods=False), name="bilinear")
 def bilinear_function(ctx: OpContext) -> Cost:
-    x1, x2, w, b = ctx.arg(0, "input1"), ctx.arg(1, "input2"), ctx.arg(2, "weight"), ctx.arg(3, "bias")
-    return f.bilinear(x1.shape, x2.shape, w.shape, b is not None)
+    # F.bilinear(input1, input2, weight, bias=None)
+    x1, x2, w = ctx.arg(0, "input1"), ctx.arg(1, "input2"), ctx.arg(2, "weight")
+    return f.bilinear(x1.shape, x2.shape, w.shape, ctx.arg(3, "bias") is not None)
 
 
 @DEFAULT.handler(nn.Bilinear, name="bilinear")

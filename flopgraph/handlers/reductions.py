@@ -63,8 +63,8 @@ for _name, _handler in (
     ("sum", reduce), ("nansum", reduce), ("prod", reduce), ("amax", reduce),
     ("amin", reduce), ("max", max_min), ("min", max_min), ("mean", mean),
     ("nanmean", mean), ("var", var), ("std", std), ("var_mean", var), ("std_mean", std),
-    ("norm", norm), ("vector_norm", norm), ("cumsum", cumulative), ("cumprod", cumulative), ("cummax", cumulative),
-    ("cummin", cumulative),
+    ("norm", norm), ("vector_norm", norm), ("cumsum", cumulative), ("cumprod", cumulative),
+    ("cummax", cumulative), ("cummin", cumulative),
     ("logsumexp", logsumexp), ("softmax", softmax), ("log_softmax", softmax),
     ("softmin", softmax),
 ):  # fmt: skip
@@ -75,3 +75,14 @@ for _cls, _name in (
     (nn.Softmax2d, "softmax"),
 ):  # fmt: skip
     DEFAULT.add([_cls], Rule(_name, softmax))
+
+
+def scatter_reduce(ctx: OpContext) -> Cost:
+    # scatter_add / index_add / scatter_reduce(input, dim, index, src, ...): one add (or
+    # multiply, comparison) per source element folded into the output
+    return f.elementwise(ctx.arg(3, "src", ctx.kwargs.get("source")).shape)
+
+
+DEFAULT.add(
+    forms("scatter_add", "index_add", "scatter_reduce"), Rule("scatter_reduce", scatter_reduce)
+)

@@ -18,6 +18,7 @@ from ..records import Cost, TensorMeta
 from ..registry import Rule
 from .attention import mha_cost
 from .context import OpContext
+from .contractions import weight_shape
 from .table import DEFAULT
 
 Shape = tuple[int, ...]
@@ -37,15 +38,17 @@ def _norm(norm: nn.Module | None, x: Shape) -> Cost:
     return f.normalization(x, w is not None, b is not None)
 
 
-def _feed_forward(layer: nn.Module, x: Shape, residuals: int) -> Cost:
+def _feed_forward(
+    layer: nn.TransformerEncoderLayer | nn.TransformerDecoderLayer, x: Shape, residuals: int
+) -> Cost:
     """linear1, activation, linear2; the layer's residual adds and norms; and in
     training one multiply per element for each dropout (one after the activation,
     one per residual branch)."""
     l1, l2 = layer.linear1, layer.linear2
     hidden = (*x[:-1], l1.out_features)
-    cost = f.linear(x, tuple(l1.weight.shape), l1.bias is not None)
+    cost = f.linear(x, weight_shape(l1), l1.bias is not None)
     cost += f.elementwise(hidden)  # activation
-    cost += f.linear(hidden, tuple(l2.weight.shape), l2.bias is not None)
+    cost += f.linear(hidden, weight_shape(l2), l2.bias is not None)
     cost += f.elementwise(x, residuals)  # residual adds
     for i in range(1, residuals + 1):
         cost += _norm(getattr(layer, f"norm{i}"), x)
@@ -60,7 +63,11 @@ def encoder_layer_cost(layer: nn.TransformerEncoderLayer, x: Shape, masked: bool
 
 
 def decoder_layer_cost(
-    layer: nn.TransformerDecoderLayer, x: Shape, memory: Shape, self_masked: bool, cross_masked: bool
+    layer: nn.TransformerDecoderLayer,
+    x: Shape,
+    memory: Shape,
+    self_masked: bool,
+    cross_masked: bool,
 ) -> Cost:
     attn = mha_cost(layer.self_attn, x, x, masked=self_masked)
     cross = mha_cost(layer.multihead_attn, x, memory, masked=cross_masked)
@@ -85,7 +92,9 @@ def decoder_cost(
 
 def encoder_layer(ctx: OpContext) -> Cost:
     # forward(src, src_mask=None, src_key_padding_mask=None, is_causal=False)
-    masked = _given(ctx.arg(1, "src_mask"), ctx.arg(2, "src_key_padding_mask"), ctx.arg(3, "is_causal"))
+    masked = _given(
+        ctx.arg(1, "src_mask"), ctx.arg(2, "src_key_padding_mask"), ctx.arg(3, "is_causal")
+    )
     return encoder_layer_cost(ctx.module, ctx.x.shape, masked)  # type: ignore[arg-type]
 
 

@@ -200,7 +200,10 @@ def _build() -> Registry:
     t.add([aten.mm, aten.bmm], Rule("matmul", matmul))
     t.add([aten.addmm], Rule("addmm", addmm))
     t.add([aten.convolution, aten._convolution], Rule("conv", conv(None)))
-    t.add([aten.native_batch_norm, aten._native_batch_norm_legit], Rule("batch_norm", batch_norm(1, 5)))
+    t.add(
+        [aten.native_batch_norm, aten._native_batch_norm_legit],
+        Rule("batch_norm", batch_norm(1, 5)),
+    )
     t.add([aten._native_batch_norm_legit_no_training], Rule("batch_norm", batch_norm(1, None)))
     t.add([aten.native_layer_norm], Rule("norm", norm(2)))
     t.add([aten.native_group_norm], Rule("norm", norm(1)))

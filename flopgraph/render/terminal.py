@@ -1,61 +1,164 @@
-"""The rich terminal view of a Report: totals, a module table, skipped ops."""
+"""The rich terminal view of a Report: totals, a module table or tree, op tables,
+skipped ops. Pure: it builds renderables and prints nothing; the console that
+prints them decides colour (none when it is not a terminal or NO_COLOR is set).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Literal
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
 
-from ..units import human, human_bytes
+from ..report import Report
+from .cells import Units, percent, shapes, with_unit
+from .columns import (
+    LEFT,
+    MODULE_COLUMNS,
+    OP_COLUMNS,
+    OPERATOR_COLUMNS,
+    module_cells,
+    op_table_rows,
+    operator_cells,
+    type_text,
+)
+from .ops import op_rows, operator_rows
+from .summary import skipped_items, totals_items
+from .tree import ModuleNode, RowKind, display_tree, guides
 
-if TYPE_CHECKING:
-    from ..report import Report
+By = Literal["module", "operator", "op"]
+Style = Literal["table", "tree"]
+
+_WRAP = {"output", "inputs", "outputs", "op module"}
+"""Columns that may wrap (between shapes) in a narrow terminal; a shape or name too
+long is cut with an ellipsis, never folded; numbers are never cut."""
 
 
-def render_report(report: Report, depth: int = 2) -> RenderableType:
-    """Totals, then modules down to ``depth`` levels, then skipped ops if any."""
-    parts: list[RenderableType] = [_totals(report), _modules(report, depth)]
+def render_report(
+    report: Report,
+    *,
+    depth: int | None = 2,
+    by: By = "module",
+    top: int | None = None,
+    units: Units = "auto",
+    style: Style = "table",
+) -> RenderableType:
+    """Totals, then the view ``by`` asks for, then the skipped ops if any.
+
+    ``depth`` and ``top`` limit the module view (levels shown, costliest
+    children kept) and ``top`` the op views (costliest rows kept)."""
+    parts: list[RenderableType] = [totals_panel(report, units)]
+    if by == "module" and style == "tree":
+        parts.append(module_tree(report, depth, top, units))
+    elif by == "module":
+        parts.append(module_table(report, depth, top, units))
+    elif by == "operator":
+        parts.append(operator_table(report, top, units))
+    else:
+        parts.append(op_table(report, top, units))
     if report.skipped:
-        parts.append(_skipped(report))
-    return Group(*parts)
+        parts.append(skipped_panel(report))
+    spaced: list[RenderableType] = []
+    for part in parts:
+        spaced += [part, Text("")]
+    return Group(*spaced[:-1])
 
 
-def _totals(report: Report) -> Panel:
-    p = report.params
-    text = (
-        f"[bold]{report.model}[/] on {', '.join(map(str, report.inputs)) or 'no tensor input'}\n"
-        f"FLOPs {human(report.flops)} ({report.flops:,})   "
-        f"MACs {human(report.macs)} ({report.macs:,})   convention: {report.convention}\n"
-        f"Params {human(p.total)} ({p.total:,}; trainable {p.trainable:,}, "
-        f"non-trainable {p.non_trainable:,}; {human_bytes(p.param_bytes)})   "
-        f"buffers {p.buffers:,}   frontend: {report.frontend.name}"
-    )
-    return Panel(text, title="flopgraph", expand=False)
+def totals_panel(report: Report, units: Units = "auto") -> Panel:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for label, text in totals_items(report, units):
+        grid.add_row(label, text)
+    return Panel(grid, title="flopgraph", title_align="left", expand=False)
 
 
-def _modules(report: Report, depth: int) -> Table:
-    costs = report.by_module()
-    total = report.flops or 1
-    table = Table(title="by module", show_lines=False)
-    for col in ("module", "type", "params", "MACs", "FLOPs", "% FLOPs"):
-        table.add_column(col, justify="left" if col in ("module", "type") else "right")
-    for m in report.modules:
-        level = 0 if m.path == "" else m.path.count(".") + 1
-        if level > depth:
-            continue
-        c = costs.get(m.path)
-        if c is None:
-            continue
-        name = "  " * level + (m.path.rsplit(".", 1)[-1] if m.path else "(model)")
-        table.add_row(
-            name, m.type, f"{m.params:,}", human(c.macs), human(c.flops),
-            f"{100 * c.flops / total:.1f}",
+def _table(title: str, columns: tuple[str, ...], kind: str = "") -> Table:
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+        show_edge=False, collapse_padding=True,
+    )  # fmt: skip
+    for col in columns:
+        wraps = col in _WRAP or f"{kind} {col}" in _WRAP
+        table.add_column(
+            col, justify="left" if col in LEFT else "right", no_wrap=not wraps,
+            overflow="ellipsis", min_width=None if wraps else len(col),
         )  # fmt: skip
     return table
 
 
-def _skipped(report: Report) -> Panel:
-    lines = [f"{op}: {s.count} time(s)" for op, s in report.skipped.items()]
-    return Panel("\n".join(lines), title="skipped ops (counted as 0)", border_style="yellow")
+def module_table(
+    report: Report, depth: int | None = 2, top: int | None = None, units: Units = "auto"
+) -> Table:
+    tree = display_tree(report, depth, top)
+    table = _table("modules", MODULE_COLUMNS)
+    for prefix, node in guides(tree):
+        table.add_row(*module_cells(report, prefix + node.name, node, units), style=_style(node))
+    return table
+
+
+def _style(node: ModuleNode) -> str:
+    if node.kind is not RowKind.MODULE or node.calls == 0:
+        return "dim"
+    return "bold" if not node.path else ""
+
+
+def module_tree(
+    report: Report, depth: int | None = 2, top: int | None = None, units: Units = "auto"
+) -> Tree:
+    root = display_tree(report, depth, top)
+
+    def label(node: ModuleNode) -> Text:
+        kind = type_text(node)
+        if node.kind is RowKind.MODULE and not node.path:
+            head = kind  # the model itself
+        else:
+            head = f"{node.name} ({kind})" if kind else node.name
+        parts = [
+            with_unit(node.cost.flops, "FLOPs", units),
+            percent(node.cost.flops, report.flops),
+            f"{node.params:,} params" if node.kind is RowKind.MODULE or node.params else "",
+        ]
+        if node.outputs:
+            parts.append(f"→ {shapes(node.outputs)}")
+        return Text(f"{head}  " + " · ".join(p for p in parts if p), style=_style(node))
+
+    def grow(branch: Tree, node: ModuleNode) -> None:
+        for child in node.children:
+            grow(branch.add(label(child)), child)
+
+    tree = Tree(label(root), guide_style="dim")
+    grow(tree, root)
+    return tree
+
+
+def op_table(report: Report, top: int | None = None, units: Units = "auto") -> Table:
+    table = _table("ops" if top is None else f"top {top} ops by FLOPs", OP_COLUMNS, "op")
+    for cells, status in op_table_rows(op_rows(report, top), units, join="\n"):
+        table.add_row(*cells, style="dim" if status != "counted" else "")
+    return table
+
+
+def operator_table(report: Report, top: int | None = None, units: Units = "auto") -> Table:
+    table = _table("operators", OPERATOR_COLUMNS)
+    for r in operator_rows(report, top):
+        cells = operator_cells(report, r, units)
+        table.add_row(*cells, style="dim" if r.status != "counted" else "")
+    return table
+
+
+def skipped_panel(report: Report) -> Panel:
+    table = Table.grid(padding=(0, 2))
+    table.add_column()
+    table.add_column(justify="right")
+    table.add_column()
+    for op, count, where in skipped_items(report):
+        table.add_row(op, f"{count}×", f"in {where}")
+    return Panel(
+        table, title="skipped ops (no handler; counted as 0)", title_align="left",
+        border_style="yellow", expand=False,
+    )  # fmt: skip

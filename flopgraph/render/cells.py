@@ -1,0 +1,48 @@
+"""How one value reads in a table cell; shared by every text renderer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Literal
+
+from ..records import TensorMeta
+from ..units import human, human_bytes
+
+Units = Literal["auto", "raw"]
+"""``auto``: decimal prefixes (``4.09 G``); ``raw``: exact integers (``4,089,184,256``)."""
+
+
+def number(n: int, units: Units = "auto") -> str:
+    return human(n) if units == "auto" else f"{n:,}"
+
+
+def with_unit(n: int, unit: str, units: Units = "auto") -> str:
+    """``1.23 GFLOPs``, ``512 FLOPs``, ``4,089,184,256 MACs``."""
+    text = number(n, units)
+    return text + unit if text[-1].isalpha() else f"{text} {unit}"
+
+
+def nbytes(n: int, units: Units = "auto") -> str:
+    return human_bytes(n) if units == "auto" else f"{n:,} B"
+
+
+def percent(part: int, whole: int) -> str:
+    """``12.3%``; empty when the whole is 0 (a percentage of nothing)."""
+    return f"{100 * part / whole:.1f}%" if whole else ""
+
+
+def shape(m: TensorMeta, sep: str = "×") -> str:
+    """``1×64×56×56`` (``scalar`` for none), with ``dtype:`` in front unless float32,
+    as ``--input`` is written."""
+    dims = sep.join(map(str, m.shape)) or "scalar"
+    return dims if m.dtype == "float32" else f"{m.dtype}:{dims}"
+
+
+def shapes(metas: Sequence[TensorMeta], sep: str = "×", join: str = ", ") -> str:
+    return join.join(shape(m, sep) for m in metas)
+
+
+def intensity(x: Fraction | None) -> str:
+    """FLOPs per byte with two decimals; empty for an op that moves nothing."""
+    return "" if x is None else f"{float(x):.2f}"

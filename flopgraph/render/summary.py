@@ -1,0 +1,52 @@
+"""The totals every report opens with, as ``(label, text)`` pairs."""
+
+from __future__ import annotations
+
+from ..records import Status
+from ..report import Report
+from .cells import Units, nbytes, number, shapes
+from .ops import activation_bytes
+
+
+def _exact(n: int, units: Units) -> str:
+    """``3.64 G (3,641,327,616)``; only the exact number in raw units or below 1000."""
+    short = number(n, units)
+    return short if units == "raw" or n < 1000 else f"{short} ({n:,})"
+
+
+def totals_items(report: Report, units: Units = "auto") -> list[tuple[str, str]]:
+    """Model and input, FLOPs and MACs under the named convention, parameters,
+    buffers, activation bytes, and how many ops were counted, free and skipped."""
+    p = report.params
+    counts = report.status_counts()
+    inputs = shapes(report.inputs) or "no tensor input"
+    frontend = report.frontend.name + (f" ({report.frontend.note})" if report.frontend.note else "")
+    return [
+        ("model", f"{report.model} on {inputs}"),
+        ("FLOPs", f"{_exact(report.flops, units)} · convention {report.convention}"),
+        ("MACs", _exact(report.macs, units)),
+        (
+            "params",
+            f"{_exact(p.total, units)} · trainable {p.trainable:,} · "
+            f"non-trainable {p.non_trainable:,} · {nbytes(p.param_bytes, units)}",
+        ),
+        ("buffers", f"{p.buffers:,} · {nbytes(p.buffer_bytes, units)}"),
+        ("activations", f"{nbytes(activation_bytes(report), units)} written by counted ops"),
+        (
+            "ops",
+            f"{counts[Status.COUNTED]:,} counted · {counts[Status.FREE]:,} free · "
+            f"{counts[Status.SKIPPED]:,} skipped",
+        ),
+        ("frontend", frontend),
+    ]
+
+
+def skipped_items(report: Report, shown: int = 3) -> list[tuple[str, int, str]]:
+    """``(op, count, where)`` per skipped op name, ``where`` naming up to ``shown`` modules."""
+    out = []
+    for op, s in report.skipped.items():
+        places = list(dict.fromkeys(w or "(model)" for w in s.where))
+        extra = f", +{len(places) - shown} more" if len(places) > shown else ""
+        where = ", ".join(places[:shown]) + extra
+        out.append((op, s.count, where))
+    return out

@@ -1,0 +1,290 @@
+"""The command line: real subprocess runs on real models, exports, and each error's
+message and exit code (2: usage, 1: analysis failure)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import flopgraph
+from flopgraph.cli import main
+from flopgraph.examples import LeNet, TinyTransformerBlock
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m flopgraph ARGS`` in a fresh process, its output a pipe (not a terminal)."""
+    full_env = {
+        k: v for k, v in os.environ.items() if k not in ("COLUMNS", "NO_COLOR", "FORCE_COLOR")
+    }
+    full_env.update(
+        PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **(env or {})
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "flopgraph", *args],
+        capture_output=True, text=True, cwd=ROOT, env=full_env, timeout=300,
+    )  # fmt: skip
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_console_script_is_declared():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["scripts"]["flopgraph"] == "flopgraph.cli:main"
+
+
+# --- subprocess runs ------------------------------------------------------------------
+
+
+def test_resnet18_json_totals_equal_the_api():
+    torchvision = pytest.importorskip("torchvision")
+    proc = run_cli(
+        "torchvision.models:resnet18", "--kwargs", '{"num_classes": 10}', "--device", "meta",
+        "--input", "1x3x224x224", "--format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    with torch.device("meta"):
+        model = torchvision.models.resnet18(num_classes=10).eval()
+    api = flopgraph.analyze(model, (1, 3, 224, 224))
+    assert data["totals"] == {"macs": api.macs, "flops": api.flops}
+    assert data["params"]["total"] == api.params.total
+    records = {r["node"]: r for r in data["records"]}
+    assert records["conv1"]["macs"] == 64 * 112 * 112 * 3 * 7 * 7 == 118_013_952
+    assert records["fc"]["macs"] == 512 * 10  # num_classes came through --kwargs
+
+
+def test_builtin_example_prints_a_plain_table():
+    proc = run_cli("lenet")
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert "\x1b[" not in proc.stdout  # a pipe gets no escape codes
+    # 42,336 + 240,000 + 48,000 + 10,080 + 840 MACs (conv1, conv2, fc1, fc2, fc3)
+    assert "341.26 K (341,256)" in proc.stdout
+    assert re.search(r"├─ conv2 +Conv2d", proc.stdout) and "(self)" in proc.stdout
+
+
+FILE_MODEL = """
+from torch import nn
+
+def build(width=8):
+    return nn.Sequential(nn.Linear(4, width), nn.ReLU(), nn.Linear(width, 2))
+"""
+
+
+def test_file_callable_with_kwargs(tmp_path):
+    path = tmp_path / "mymodel.py"
+    path.write_text(FILE_MODEL)
+    out = tmp_path / "report.json"
+    proc = run_cli(f"{path}:build", "--kwargs", '{"width": 16}', "--input", "3x4", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == f"flopgraph: wrote {out}\n"
+    data = json.loads(out.read_text())
+    # linear 3x4 -> 16: 3*4*16 = 192 MACs; linear 3x16 -> 2: 3*16*2 = 96 MACs
+    # flops: 2 * 288 + biases (3*16 + 3*2 = 54) + relu (3*16 = 48) = 678
+    assert data["totals"] == {"macs": 288, "flops": 678}
+
+
+BERT_FACTORY = """
+from transformers import BertConfig, BertModel
+
+def bert(**config):
+    return BertModel(BertConfig(**config))
+"""
+BERT_CONFIG = {
+    "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+    "intermediate_size": 64, "vocab_size": 100, "max_position_embeddings": 32,
+}  # fmt: skip
+
+
+def test_transformers_model_from_a_config(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    with torch.device("meta"):
+        model = transformers.BertModel(transformers.BertConfig(**BERT_CONFIG)).eval()
+    try:
+        api = flopgraph.analyze(model, flopgraph.TensorSpec((1, 8), torch.int64))
+    except flopgraph.TraceError as e:
+        pytest.skip(f"this flopgraph's frontends cannot trace BertModel yet: {e}")
+    path = tmp_path / "bert_factory.py"
+    path.write_text(BERT_FACTORY)
+    proc = run_cli(
+        f"{path}:bert", "--kwargs", json.dumps(BERT_CONFIG), "--device", "meta",
+        "--input", "int64:1x8", "--format", "json",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["totals"] == {"macs": api.macs, "flops": api.flops}
+
+
+@pytest.mark.parametrize(
+    "args, message, code",
+    [
+        (["lenet", "--input", "1x1x32x32"], "shape propagation failed at node 'fc1'", 1),
+        (["nosuch_pkg_for_flopgraph.models:net", "--input", "1x3"], "cannot import", 2),
+    ],
+)
+def test_errors_in_a_real_process_are_one_line(args, message, code):
+    proc = run_cli(*args)
+    assert proc.returncode == code
+    assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("flopgraph: error: ") and message in proc.stderr
+
+
+# --- in-process runs -------------------------------------------------------------------
+
+
+def test_builtin_example_with_kwargs_matches_the_api(capsys, tmp_path):
+    out = tmp_path / "r.json"
+    code, _, err = run_main(
+        capsys, "tiny_transformer", "--kwargs", '{"dim": 32, "heads": 2, "hidden": 64}',
+        "--input", "1x8x32", "-o", str(out), "--quiet",
+    )  # fmt: skip
+    assert code == 0 and err == ""
+    api = flopgraph.analyze(TinyTransformerBlock(32, 2, 64).eval(), (1, 8, 32))
+    data = json.loads(out.read_text())
+    # q, k, v, proj: 4 * 8*32*32 = 32,768; fc1, fc2: 2 * 8*32*64 = 32,768;
+    # q @ k^T and attn @ v: 2 * (2 heads * 8*8*16) = 4,096
+    assert data["totals"]["macs"] == api.macs == 69_632
+    assert data["totals"]["flops"] == api.flops
+
+
+def test_ops_csv_with_top_adds_up(capsys):
+    code, out, _ = run_main(capsys, "lenet", "--by", "op", "--top", "3", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and [r["op"] for r in rows] == ["conv2d", "linear", "conv2d", "(9 more)"]
+    # 89,376 + 481,600 = conv1 + conv2; fc1 = 2 * 48,000 + 120
+    assert [int(r["flops"]) for r in rows[:3]] == [481_600, 96_120, 89_376]
+    assert sum(int(r["flops"]) for r in rows) == 701_842
+
+
+@pytest.mark.parametrize(
+    "suffix, start",
+    [(".md", "# flopgraph: LeNet"), (".html", "<!DOCTYPE html>"), (".csv", "path,")],
+)
+def test_output_format_follows_the_suffix(capsys, tmp_path, suffix, start):
+    out = tmp_path / f"report{suffix}"
+    code, stdout, err = run_main(capsys, "lenet", "-o", str(out))
+    assert code == 0 and stdout == "" and err == f"flopgraph: wrote {out}\n"
+    assert out.read_text().startswith(start)
+
+
+def test_units_depth_and_tree(capsys):
+    code, out, _ = run_main(capsys, "basic_block", "--format", "tree", "--units", "raw")
+    # 2 convs: 2 * 115,605,504 MACs; 2 * 231,211,008 + 2 bn (4 * 200,704) + add + 2 relu
+    assert code == 0 and "464,629,760 FLOPs" in out and "├── conv1 (Conv2d)" in out
+    code, out, _ = run_main(capsys, "lenet", "--depth", "0")
+    assert code == 0 and "conv1" not in out.split("modules")[1]
+
+
+def test_colour_only_on_a_terminal_without_no_color(capsys, monkeypatch):
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert "\x1b[" in run_main(capsys, "lenet")[1]
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert "\x1b[" not in run_main(capsys, "lenet")[1]
+
+
+def test_list_examples(capsys):
+    code, out, _ = run_main(capsys, "--list-examples")
+    assert code == 0 and out.splitlines()[0].split()[:2] == ["lenet", "1x1x28x28"]
+
+
+def test_compare_when_unavailable_says_so(capsys):
+    code, out, err = run_main(capsys, "lenet", "--compare")
+    try:
+        import flopgraph.compare  # noqa: F401
+    except ModuleNotFoundError:
+        assert code == 2 and err == (
+            "flopgraph: error: --compare needs flopgraph.compare, which this flopgraph does "
+            "not have\n"
+        )
+    else:
+        assert code == 0 and out
+
+
+BROKEN_SYNTAX = "def build(:\n"
+DATA_DEPENDENT = """
+import torch
+from torch import nn
+
+class Branchy(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:
+            return x * 2
+        return x
+"""
+
+
+@pytest.mark.parametrize(
+    "args, message, code",
+    [
+        (["nosuch"], "unknown model 'nosuch': not a built-in example (see --list-examples)", 2),
+        (["nosuch_pkg_for_flopgraph:f"], "cannot import 'nosuch_pkg_for_flopgraph'", 2),
+        (["torchvision.models:resnet999", "--input", "1x3x8x8"],
+         "model 'torchvision.models:resnet999': 'torchvision.models' has no attribute "
+         "'resnet999'", 2),
+        (["{tmp}/missing.py:build"], "no such file", 2),
+        (["{tmp}/broken.py:build"], "SyntaxError", 2),
+        (["lenet", "--input", "1by28"],
+         "bad --input '1by28': expected [name=][dtype:]DIMS such as 1x3x224x224", 2),
+        (["lenet", "--input", "in64:1x1x28x28"], "unknown dtype 'in64'", 2),
+        (["lenet", "--kwargs", "[1]"], "bad --kwargs '[1]': expected a JSON object", 2),
+        (["lenet", "--kwargs", "{x"], "bad --kwargs '{x': not JSON", 2),
+        (["lenet", "--kwargs", '{"depth": 3}'],
+         "building model 'lenet' failed: TypeError: LeNet.__init__() got an unexpected", 2),
+        (["torchvision.models:resnet18"], "model 'torchvision.models:resnet18' needs --input", 2),
+        (["lenet", "--input", "1x1x28x28", "--input", "1x1x28x28"],
+         "inputs do not match LeNet.forward", 2),
+        (["lenet", "--format", "xml"], "argument --format: invalid choice: 'xml'", 2),
+        (["lenet", "--top", "0"], "argument --top: expected a count >= 1, got '0'", 2),
+        (["lenet", "--format", "tree", "--by", "op"], "--format tree shows modules", 2),
+        ([], "the following argument is required: MODEL", 2),
+        (["lenet", "--input", "1x1x32x32"],
+         "shape propagation failed at node 'fc1' (call_module fc1: Linear) in module 'fc1' "
+         "with inputs flatten: float32[1, 576]", 1),
+        (["{tmp}/branchy.py:Branchy", "--input", "2x3"], "torch.fx could not trace Branchy", 1),
+    ],
+)  # fmt: skip
+def test_error_message_and_exit_code(capsys, tmp_path, args, message, code):
+    (tmp_path / "broken.py").write_text(BROKEN_SYNTAX)
+    (tmp_path / "branchy.py").write_text(DATA_DEPENDENT)
+    got, out, err = run_main(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert got == code
+    assert out == "" and len(err.splitlines()) == 1, err
+    assert err.startswith("flopgraph: error: ") and message in err, err
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(capsys):
+    code, _, err = run_main(capsys, "lenet", "--input", "1x1x32x32", "--debug")
+    assert code == 1 and "Traceback" in err and "PropagationError" in err
+    assert err.rstrip().splitlines()[-1].startswith("flopgraph: error: shape propagation failed")
+
+
+def test_model_instance_and_meta_device(capsys, tmp_path):
+    (tmp_path / "inst.py").write_text(
+        textwrap.dedent("""
+            from flopgraph.examples import LeNet
+            net = LeNet()
+        """)
+    )
+    code, out, _ = run_main(
+        capsys, f"{tmp_path}/inst.py:net", "--input", "1x1x28x28", "--units", "raw"
+    )
+    assert code == 0 and "701,842" in out
+    code, out, _ = run_main(capsys, "lenet", "--device", "meta", "--units", "raw")
+    assert code == 0 and "701,842" in out
+    assert flopgraph.analyze(LeNet(), (1, 1, 28, 28)).flops == 701_842
