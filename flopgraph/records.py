@@ -86,7 +86,8 @@ class OpRecord:
     target: str
     """The exact call target (``torch.nn.Conv2d``, ``operator.add``, ``Tensor.view``)."""
     kind: str
-    """``call_module``, ``call_function`` or ``call_method``."""
+    """``call_module``, ``call_function`` or ``call_method`` (fx); ``aten`` (one aten
+    op) or ``composite`` (one torch call counted whole) on the aten frontend."""
     module: str
     """Dotted path of the module the op ran in; ``""`` is the root."""
     inputs: tuple[TensorMeta, ...]

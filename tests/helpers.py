@@ -50,3 +50,15 @@ def assert_golden(name: str, text: str) -> None:
         path.write_text(text, encoding="utf-8")
     expected = path.read_text(encoding="utf-8")
     assert text == expected, f"{name} differs from its golden file; diff it against {path}"
+
+
+def bn_model_with_hooks() -> tuple[nn.Module, list[str]]:
+    """conv -> batch norm (training) -> relu, one frozen weight, and two hooks that
+    record into the returned list if they ever run."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())
+    model.train()
+    model[0].weight.requires_grad_(False)
+    calls: list[str] = []
+    model[1].register_forward_hook(lambda *a: calls.append("hook"))
+    model.register_forward_pre_hook(lambda *a: calls.append("pre"))
+    return model, calls

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import assert_untouched, snapshot
+from helpers import bn_model_with_hooks
 from torch import nn
 
 import flopgraph
@@ -172,18 +173,8 @@ def test_params_split_and_bytes():
     assert r.params.bytes_by_dtype == {"float32": 4 * (r.params.total + 16), "int64": 16}
 
 
-def _bn_model():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())
-    model.train()
-    model[0].weight.requires_grad_(False)
-    calls = []
-    model[1].register_forward_hook(lambda *a: calls.append("hook"))
-    model.register_forward_pre_hook(lambda *a: calls.append("pre"))
-    return model, calls
-
-
 def test_model_untouched_after_analysis():
-    model, calls = _bn_model()
+    model, calls = bn_model_with_hooks()
     before = snapshot(model)
     report = flopgraph.analyze(model, torch.randn(2, 3, 8, 8))
     assert report.flops > 0
@@ -193,7 +184,7 @@ def test_model_untouched_after_analysis():
 
 
 def test_model_untouched_after_failed_analysis():
-    model, calls = _bn_model()
+    model, calls = bn_model_with_hooks()
     before = snapshot(model)
     with pytest.raises(flopgraph.PropagationError):
         flopgraph.analyze(model, (2, 5, 8, 8))  # 5 channels into a 3-channel conv

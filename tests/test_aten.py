@@ -3,9 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 from conftest import assert_untouched, snapshot
-from helpers import Fn
+from helpers import Fn, bn_model_with_hooks
+from test_torchvision import MODELS, build
 from torch import nn
 
 import flopgraph
@@ -278,19 +278,9 @@ def test_value_dependent_branch_runs_for_real_on_real_inputs(sign, cost):
     assert again.frontend == report.frontend
 
 
-def _bn_model():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())
-    model.train()
-    model[0].weight.requires_grad_(False)
-    calls = []
-    model[1].register_forward_hook(lambda *a: calls.append("hook"))
-    model.register_forward_pre_hook(lambda *a: calls.append("pre"))
-    return model, calls
-
-
 @pytest.mark.parametrize("inputs", [(2, 3, 8, 8), torch.randn(2, 3, 8, 8), (2, 5, 8, 8)])
 def test_model_untouched_and_hooks_silent(inputs):
-    model, calls = _bn_model()
+    model, calls = bn_model_with_hooks()
     before = snapshot(model)
     try:
         flopgraph.analyze(model, inputs, frontend="aten")
@@ -362,19 +352,7 @@ def test_transformer_encoder_by_hand():
     assert at.by_module()["layers.0.norm2"] == Cost(0, (6 + 2) * rows * 64)
 
 
-ZOO = [
-    "resnet18", "resnet50", "vgg16", "mobilenet_v3_large", "efficientnet_b0", "densenet121",
-    "convnext_tiny", "regnet_y_400mf", "shufflenet_v2_x1_0", "squeezenet1_0", "vit_b_16", "swin_t",
-]  # fmt: skip
-
-
-def build(name: str) -> nn.Module:
-    """On the meta device where the constructor allows it (regnet's does not)."""
-    try:
-        with torch.device("meta"):
-            return torchvision.models.get_model(name, weights=None).eval()
-    except NotImplementedError:
-        return torchvision.models.get_model(name, weights=None).eval()
+ZOO = [*MODELS, "vit_b_16", "swin_t"]
 
 
 @pytest.mark.slow

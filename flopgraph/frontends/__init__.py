@@ -1,4 +1,5 @@
-"""Frontends turn a model into an op graph: fx symbolic tracing for now."""
+"""Frontends turn a model into ops: fx symbolic tracing (a graph of module, function
+and method calls) and the aten recorder (the aten ops a forward runs on fake tensors)."""
 
 from .fx import TracedGraph, trace_fx
 

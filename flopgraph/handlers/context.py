@@ -33,7 +33,9 @@ class OpContext:
     """
 
     kind: str
-    """``call_module``, ``call_function`` or ``call_method``."""
+    """``call_module``, ``call_function`` or ``call_method`` (fx); ``aten`` or
+    ``composite`` on the aten frontend, where ``extra`` holds the aten overload name
+    (``"overload"``) or the called function (``"target"``)."""
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     out: Any
