@@ -39,7 +39,12 @@ def analyze(
 
     ``inputs`` is a tensor, a :class:`TensorSpec`, a shape tuple, or a tuple of
     positional inputs; ``kwargs`` holds keyword inputs. Only shapes and dtypes
-    are used: no real arithmetic runs and the model is left exactly as it was.
+    are used: no real arithmetic runs and the model is left exactly as it was
+    (one exception: on the aten frontend, a forward whose control flow depends on
+    tensor values runs for real on copies, if the inputs are real tensors; the
+    report's ``frontend.real_run`` says so). ``frontend``: ``"auto"`` (fx, else
+    aten), ``"fx"`` or ``"aten"``; ``convention``: ``"default"``, or ``"torch"`` /
+    ``"fvcore"`` to reproduce FlopCounterMode's or fvcore's total.
     ``handlers`` maps call targets (module types, functions, tensor method
     names) to handlers for this call only. ``progress(stage, done, total)`` is
     told where a long analysis is (see :mod:`flopgraph.progress`).
