@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
@@ -54,7 +56,8 @@ def analyze(
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     registry = _registry(convention, handlers)
     args, kw = normalize_inputs(inputs, kwargs)
-    counted = run(model, args, kw, registry, frontend, progress)
+    with _gc_paused():
+        counted = run(model, args, kw, registry, frontend, progress)
     report = Report(
         model=type(model).__name__,
         convention=convention,
@@ -66,6 +69,25 @@ def analyze(
     )
     _warn_skipped(report)
     return report
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a model is traced and counted.
+
+    An analysis allocates tens of thousands of small objects (nodes, fake tensors,
+    records); each allocation burst triggers a collection that walks every live
+    object, the model's included, which cost 15-20% of the time on a 70B-shaped
+    model. Reference counting still frees everything that is not in a cycle; the
+    collector runs again as usual once the analysis returns (or fails).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _registry(convention: str, handlers: Mapping[Target, Callable[..., Any]] | None) -> Registry:

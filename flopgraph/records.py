@@ -12,11 +12,16 @@ import torch
 _DTYPES: dict[str, torch.dtype] = {
     str(d).removeprefix("torch."): d for d in vars(torch).values() if isinstance(d, torch.dtype)
 }
+# per-dtype facts looked up once per tensor of every op: kept in plain dicts
+_NAMES: dict[torch.dtype, str] = {d: n for n, d in _DTYPES.items()}
+_FLOATING = frozenset(n for n, d in _DTYPES.items() if d.is_floating_point or d.is_complex)
+_ITEMSIZE: dict[str, int] = {n: d.itemsize for n, d in _DTYPES.items()}
 
 
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.float32`` -> ``"float32"`` (the form stored in records and JSON)."""
-    return str(dtype).removeprefix("torch.")
+    name = _NAMES.get(dtype)
+    return name if name is not None else str(dtype).removeprefix("torch.")
 
 
 def dtype_from_name(name: str) -> torch.dtype:
@@ -38,19 +43,23 @@ class TensorMeta:
     @property
     def is_floating(self) -> bool:
         """True for floating point and complex dtypes (the ones that count)."""
-        d = dtype_from_name(self.dtype)
+        if self.dtype in _FLOATING:
+            return True
+        d = dtype_from_name(self.dtype)  # KeyError for an unknown name, as before
         return d.is_floating_point or d.is_complex
 
     @property
     def nbytes(self) -> int:
-        return self.numel * dtype_from_name(self.dtype).itemsize
+        size = _ITEMSIZE.get(self.dtype)
+        return self.numel * (size if size is not None else dtype_from_name(self.dtype).itemsize)
 
     def __str__(self) -> str:
         return f"{self.dtype}[{', '.join(map(str, self.shape))}]"
 
     @classmethod
     def of(cls, t: torch.Tensor) -> TensorMeta:
-        return cls(tuple(int(s) for s in t.shape), dtype_name(t.dtype))
+        # shapes are static here (meta, fake or real tensors), so a Size holds plain ints
+        return cls(tuple(t.shape), dtype_name(t.dtype))
 
 
 @dataclass(frozen=True)

@@ -99,15 +99,20 @@ class _Twins:
             yield
 
 
+_SCALARS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device})
+
+
 def to_meta(value: Any) -> Any:
     """Replace tensors by TensorMeta in a nested value (lists and dicts kept; tuples,
     namedtuples such as PackedSequence included at any depth, become plain tuples)."""
+    if type(value) in _SCALARS:  # the common case, once per argument of every op
+        return value
     if isinstance(value, torch.Tensor):
         return TensorMeta.of(value)
     if isinstance(value, torch.Size):
         return tuple(int(s) for s in value)
     if isinstance(value, tuple):
-        return tuple(to_meta(v) for v in value)
+        return tuple([to_meta(v) for v in value])
     if isinstance(value, list):
         return [to_meta(v) for v in value]
     if isinstance(value, dict):

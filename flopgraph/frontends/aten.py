@@ -41,6 +41,7 @@ from torch.utils._pytree import tree_leaves, tree_map
 
 from ..errors import TraceError
 from ..shapes import _Twins, to_meta
+from .fastfake import MISS, FastFake, fast_fake
 from .fx import _one_line, _where
 
 _DATA_DEPENDENT = (DataDependentOutputException, DynamicOutputShapeException)
@@ -100,8 +101,10 @@ class AtenTrace:
 class _Recorder:
     """Collects records from both modes and the module stack from the hooks."""
 
-    def __init__(self, paths: Mapping[int, str]) -> None:
+    def __init__(self, paths: Mapping[int, str], fast: FastFake | None = None) -> None:
         self.paths = paths
+        self.fast = fast
+        """The short road through FakeTensorMode, when the forward runs on fake tensors."""
         self.stack: list[str] = []
         self.calls: dict[str, int] = {}
         self.items: list[TorchCall | AtenOp] = []
@@ -137,7 +140,9 @@ class _Recorder:
         return out
 
     def op(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        out = func(*args, **kwargs)
+        out = MISS if self.fast is None else self.fast(func, args, kwargs)
+        if out is MISS:
+            out = func(*args, **kwargs)
         if func.namespace != "prim" and func not in _QUERIES:
             rec = AtenOp(func, to_meta(args), to_meta(kwargs), to_meta(out), self.path)
             (self.frame if self.frame is not None else self.items).append(rec)
@@ -157,6 +162,12 @@ class _OpMode(TorchDispatchMode):
     def __init__(self, recorder: _Recorder) -> None:
         super().__init__()
         self.recorder = recorder
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # nothing here is compiled: without this, torch wraps __torch_dispatch__ in a
+        # "disable dynamo" frame that costs a few microseconds on every op
+        return False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         return self.recorder.op(func, tuple(args), dict(kwargs or {}))
@@ -195,7 +206,7 @@ def _record(
     twins = _Twins("real" if mode == "real" else "fake", device)
     shadow = twins.module(model)
     paths = {id(twins.module(m)): path for path, m in model.named_modules()}
-    recorder = _Recorder(paths)
+    recorder = _Recorder(paths, None if twins.fake_mode is None else fast_fake(twins.fake_mode))
 
     def twin(v: Any) -> Any:
         return twins.tensor(v) if isinstance(v, torch.Tensor) else v
