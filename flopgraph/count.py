@@ -38,12 +38,11 @@ def count(traced: TracedGraph, registry: Registry) -> list[OpRecord]:
 
 
 def _records(traced: TracedGraph, registry: Registry) -> Iterator[OpRecord]:
-    root = traced.root
     param_bytes: dict[str, int] = {}
     for node in traced.graph.nodes:
         if node.op not in CALLS:
             continue
-        module = root.get_submodule(str(node.target)) if node.op == "call_module" else None
+        module = traced.submodule(str(node.target)) if node.op == "call_module" else None
         rule = _rule(node, module, registry)
         ctx = OpContext(
             kind=node.op,
@@ -55,19 +54,33 @@ def _records(traced: TracedGraph, registry: Registry) -> Iterator[OpRecord]:
             extra={"method": node.target} if node.op == "call_method" else {},
         )
         if module is not None and node.target not in param_bytes:
-            param_bytes[str(node.target)] = sum(
-                p.numel() * p.element_size() for p in module.parameters()
-            )
+            param_bytes[str(node.target)] = _param_bytes(module)
         own = param_bytes.get(str(node.target), 0) if module is not None else 0
+        target = _target_label(node, module)
         yield make_record(
             ctx,
             rule,
             op=rule.name if rule is not None else _skip_name(node, module),
-            target=_target_label(node, module),
+            target=target,
             module=module_path(node),
-            described=describe_target(node),
+            # describe_target(node): the module path for a module call, else the label
+            described=str(node.target) if module is not None else target,
             own_bytes=own,
         )
+
+
+def _param_bytes(module: torch.nn.Module) -> int:
+    """Bytes of the parameters of ``module`` and below, each tensor once (as
+    ``module.parameters()`` yields them, without its generator machinery)."""
+    seen: dict[int, int] = {}
+    stack = [module]
+    while stack:
+        m = stack.pop()
+        for p in m._parameters.values():
+            if p is not None:
+                seen.setdefault(id(p), p.numel() * p.element_size())
+        stack.extend(c for c in m._modules.values() if c is not None)
+    return sum(seen.values())
 
 
 def make_record(
@@ -130,17 +143,26 @@ def _classify(rule: Rule | None, ctx: OpContext, described: str) -> tuple[Status
 
 
 def _call(rule: Rule, ctx: OpContext, described: str) -> Cost:
-    where = (
+    try:
+        result = rule.handler(ctx)  # type: ignore[misc]
+    except Exception as e:  # a handler's own failure, user-written or built in
+        raise HandlerError(f"{_where(rule, ctx, described)} raised {type(e).__name__}: {e}") from e
+    if type(result) is Cost and _natural(result.macs) and _natural(result.flops):
+        return result  # the common case; the message below is built only for an error
+    return _validate(result, _where(rule, ctx, described))
+
+
+def _natural(v: Any) -> bool:
+    return type(v) is int and v >= 0
+
+
+def _where(rule: Rule, ctx: OpContext, described: str) -> str:
+    return (
         f"handler {getattr(rule.handler, '__qualname__', rule.handler)!r} for "
         f"{described} at node {ctx.node!r} "
         f"(inputs {', '.join(map(str, ctx.inputs)) or 'none'}; "
         f"outputs {', '.join(map(str, ctx.outputs)) or 'none'})"
     )
-    try:
-        result = rule.handler(ctx)  # type: ignore[misc]
-    except Exception as e:  # a handler's own failure, user-written or built in
-        raise HandlerError(f"{where} raised {type(e).__name__}: {e}") from e
-    return _validate(result, where)
 
 
 def _validate(result: Any, where: str) -> Cost:

@@ -74,7 +74,26 @@ def _unique(tensors: Any) -> list[torch.Tensor]:
 
 
 def module_param_counts(model: torch.nn.Module) -> dict[str, int]:
-    """Path -> parameters in that module and below (each shared tensor once per path)."""
-    return {
-        path: sum(p.numel() for p in _unique(m.parameters())) for path, m in model.named_modules()
-    }
+    """Path -> parameters in that module and below (each shared tensor once per path).
+
+    The paths are those of ``model.named_modules()`` (a shared module under its first
+    path). One walk, bottom up: each module's set of parameters is its children's
+    sets and its own, so a deep model costs one pass rather than one per module."""
+    counts: dict[str, int] = {}
+    below: dict[int, dict[int, int]] = {}  # module id -> {parameter id: elements}
+
+    def walk(m: torch.nn.Module, path: str) -> dict[int, int]:
+        known = below.get(id(m))
+        if known is not None:  # a shared module: counted under its first path only
+            return known
+        params = {id(p): p.numel() for p in m._parameters.values() if p is not None}
+        below[id(m)] = params
+        counts[path] = 0  # keeps named_modules' order: a module before its children
+        for name, child in m._modules.items():
+            if child is not None:
+                params.update(walk(child, f"{path}.{name}" if path else name))
+        counts[path] = sum(params.values())
+        return params
+
+    walk(model, "")
+    return counts

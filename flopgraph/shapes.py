@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from typing import Any, Literal
 
 import torch
@@ -21,6 +21,7 @@ from torch.nn.utils.rnn import PackedSequence
 from .errors import PropagationError
 from .frontends.fx import TracedGraph
 from .records import TensorMeta
+from .shortcuts import function_output, method_output, module_output
 
 META_KEY = "flopgraph.value"
 Mode = Literal["meta", "fake", "real"]
@@ -88,15 +89,23 @@ class _Twins:
         return None if t is None else self.tensor(t)
 
     @contextmanager
-    def active(self) -> Iterator[None]:
+    def active(self, factories: bool = True) -> Iterator[None]:
+        """No autograd, the fake mode, and (unless ``factories`` is False: see
+        :meth:`factories`) the meta device for factories."""
         with ExitStack() as stack:
             stack.enter_context(torch.no_grad())
             if self.fake_mode is not None:
                 stack.enter_context(self.fake_mode)
-            elif self.mode == "meta":
-                # factories inside forward (torch.arange(n), torch.zeros(...)) land on meta
-                stack.enter_context(torch.device("meta"))
+            elif factories:
+                stack.enter_context(self.factories())
             yield
+
+    def factories(self) -> AbstractContextManager[Any]:
+        """Where factories inside forward (``torch.arange(n)``, ``torch.zeros(...)``) land:
+        on meta in meta mode. It is a TorchFunctionMode, which puts a Python call in
+        front of every tensor method, so propagation enters it only around the ops that
+        really run."""
+        return torch.device("meta") if self.mode == "meta" else nullcontext()
 
 
 _SCALARS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device})
@@ -136,7 +145,7 @@ def propagate(
     def load(a: Any) -> Any:
         return torch.fx.node.map_arg(a, env.__getitem__)
 
-    with twins.active():
+    with twins.active(factories=False):
         for done, node in enumerate(traced.graph.nodes, 1):
             try:
                 value = _run(node, load, traced, twins, root)
@@ -174,26 +183,32 @@ def _run(
     if op == "call_function":
         if node.target in _CONTRACTION_FUNCTIONS:
             _check_dtypes(args[:2], str(node.target.__name__))  # type: ignore[union-attr]
-        return node.target(*args, **kwargs)  # type: ignore[operator]
+        quick = function_output(node.target, args, kwargs) if twins.mode == "meta" else None
+        if quick is not None:
+            return quick
+        with twins.factories():
+            return node.target(*args, **kwargs)  # type: ignore[operator]
     if op == "call_method":
+        quick = method_output(str(node.target), args, kwargs) if twins.mode == "meta" else None
+        if quick is not None:
+            return quick
         self_obj, *rest = args
-        return getattr(self_obj, str(node.target))(*rest, **kwargs)
+        with twins.factories():
+            return getattr(self_obj, str(node.target))(*rest, **kwargs)
     if op == "call_module":
-        shadow = twins.module(root.get_submodule(str(node.target)))
+        module = traced.submodule(str(node.target))
+        # a shortcut reads the user's module's settings only: no shadow to build
+        quick = module_output(module, args, kwargs, meta=twins.mode == "meta")
+        if quick is not None:
+            return quick
+        shadow = twins.module(module)
         if isinstance(shadow, _CONTRACTION_MODULES) and args:
             _check_dtypes((args[0], shadow.weight), type(shadow).__name__)
-        quick = _same_shape_output(shadow, args, kwargs)
-        return quick if quick is not None else shadow.forward(*args, **kwargs)
+        with twins.factories():
+            return shadow.forward(*args, **kwargs)
     if op == "output":
         return args[0]
     raise PropagationError(f"unknown node kind {op!r} at node {node.name!r}")
-
-
-_SHAPE_KEEPING = (
-    torch.nn.ReLU, torch.nn.ReLU6, torch.nn.SiLU, torch.nn.GELU, torch.nn.Hardswish,
-    torch.nn.Hardsigmoid, torch.nn.Sigmoid, torch.nn.Tanh, torch.nn.LeakyReLU, torch.nn.Identity,
-    torch.nn.Dropout, torch.nn.ELU, torch.nn.Mish,
-)  # fmt: skip
 
 
 # Meta kernels of these contractions accept mismatched dtypes that real kernels refuse
@@ -215,32 +230,6 @@ def _check_dtypes(tensors: Any, op: str) -> None:
             f"{op} needs operands of one dtype, got input {str(a.dtype).removeprefix('torch.')} "
             f"and {str(b.dtype).removeprefix('torch.')} (cast the input or the model)"
         )
-
-
-def _same_shape_output(m: torch.nn.Module, args: Any, kwargs: Any) -> torch.Tensor | None:
-    """The output of a module known to keep its input's shape and dtype, without
-    running it; None when the module must run (also whenever the input would make
-    it fail, so that the failure and its message come from the module itself)."""
-    if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor):
-        return None
-    x = args[0]
-    if not x.is_floating_point():
-        return None
-    if type(m) in _SHAPE_KEEPING:
-        return _like(x)
-    if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and type(m).forward is _BN_FORWARD:
-        ok = x.dim() in _BN_DIMS.get(type(m), ()) and x.shape[1] == m.num_features
-        return _like(x) if ok else None
-    return None
-
-
-def _like(x: torch.Tensor) -> torch.Tensor:
-    # empty_strided is a plain factory; empty_like goes through slower reference code on meta
-    return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
-
-
-_BN_FORWARD = torch.nn.BatchNorm2d.forward
-_BN_DIMS = {torch.nn.BatchNorm1d: (2, 3), torch.nn.BatchNorm2d: (4,), torch.nn.BatchNorm3d: (5,)}
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:

@@ -1,114 +1,299 @@
-"""Time flopgraph against its peers, each tool in its own process.
+"""Time flopgraph against every installed peer, each (case, tool) in its own process.
 
-    python scripts/bench.py --models resnet50 --batch 1 --reps 10
+    python scripts/bench.py                          # every case (about 15 minutes on 2 cores)
+    python scripts/bench.py --cases resnet50:1 llama7b --tools flopgraph fvcore
+    python scripts/bench.py depth                    # time per graph node, 8 vs 80 layers
 
-For every (model, tool) pair a fresh interpreter builds the model, runs the
-tool once to warm up, then ``--reps`` more times; it reports the median wall
-time and the process's peak RSS (model weights included, as a user would see
-it). A tool that cannot run a case is shown with the reason.
+Cases: resnet50, vit_b_16, convnext_tiny and efficientnet_b0 at batch 1 and 32
+(``name:batch``; torchvision, weights=None, on the CPU, a 224 x 224 input),
+GPT-2 at 1 x 1024 tokens (a default ``GPT2Config``, on the CPU), and
+Llama-shaped configs built on the meta device, without weights, at 1 x 4096
+tokens: 7B (hidden 4096, 32 layers, 32 heads, intermediate 11008), 13B (5120,
+40, 40, 13824) and 70B (8192, 80, 64 heads, 8 KV heads, 28672), vocabulary
+32000. Transformers models use ``use_cache=False`` (one forward, no cache object
+for the jit tracers to choke on).
+
+Tools: flopgraph (``analyze`` with its defaults) and every installed peer:
+FlopCounterMode, fvcore, thop, ptflops, torchprofile, calflops. On the CPU models
+the peers run the model for real (that is how they count); on the meta-built
+Llamas FlopCounterMode runs under FakeTensorMode and fvcore and torchprofile
+jit-trace the meta model; thop, ptflops and calflops are tried as they are and
+shown with their failure.
+
+Each process builds the case, runs the tool once (warm-up), then ``reps`` more
+times; it reports the median wall time, the peak RSS of the process
+(``resource.getrusage`` in the child: Python, torch and the model included) and
+the tool's total in the tool's own unit. A tool that fails is shown with the
+reason.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-TOOLS = ("flopgraph", "flop_counter_mode", "fvcore")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's flopgraph
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+VISION = ("resnet50", "vit_b_16", "convnext_tiny", "efficientnet_b0")
+LLAMAS = {  # name -> (hidden, layers, heads, kv heads, intermediate)
+    "llama7b": (4096, 32, 32, 32, 11008),
+    "llama13b": (5120, 40, 40, 40, 13824),
+    "llama70b": (8192, 80, 64, 8, 28672),
+}
+REPS_BATCH_1, REPS_BATCH_32, REPS_LLM = 5, 2, 3
 
 
-def build(name: str) -> Any:
+@dataclass(frozen=True)
+class Case:
+    label: str
+    reps: int
+    meta: bool
+    """Built on the meta device, without weights."""
+
+
+def cases() -> dict[str, Case]:
+    out = {}
+    for name in VISION:
+        for batch in (1, 32):
+            reps = REPS_BATCH_1 if batch == 1 else REPS_BATCH_32
+            out[f"{name}:{batch}"] = Case(f"{name}, {batch}x3x224x224", reps, False)
+    out["gpt2"] = Case("GPT-2, 1x1024 tokens", REPS_LLM, False)
+    for name, (hidden, layers, *_) in LLAMAS.items():
+        label = f"Llama-{name[5:].upper()} shape (hidden {hidden}, {layers} layers), 1x4096, meta"
+        out[name] = Case(label, REPS_LLM, True)
+    return out
+
+
+def llama(hidden: int, layers: int, heads: int, kv: int, inter: int) -> Any:
+    import torch
+    import transformers as tf
+
+    config = tf.LlamaConfig(
+        hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        num_key_value_heads=kv, intermediate_size=inter, vocab_size=32000, use_cache=False,
+    )  # fmt: skip
+    with torch.device("meta"):
+        return tf.LlamaForCausalLM(config).eval()
+
+
+def build(name: str) -> tuple[Any, Any]:
+    """(model, input) for a case."""
+    import torch
+
+    tokens = torch.zeros(1, 4096, dtype=torch.int64, device="meta")
+    if name in LLAMAS:
+        return llama(*LLAMAS[name]), tokens
+    if name.startswith("depth:"):  # the 70B shape with another number of layers
+        hidden, _, heads, kv, inter = LLAMAS["llama70b"]
+        return llama(hidden, int(name.split(":")[1]), heads, kv, inter), tokens
+    if name == "gpt2":
+        import transformers as tf
+
+        model = tf.GPT2LMHeadModel(tf.GPT2Config(use_cache=False)).eval()
+        return model, torch.zeros(1, 1024, dtype=torch.int64)
     import torchvision
 
-    return torchvision.models.get_model(name, weights=None).eval()
+    model_name, batch = name.split(":")
+    model = torchvision.models.get_model(model_name, weights=None).eval()
+    return model, torch.randn(int(batch), 3, 224, 224)
 
 
-def runner(tool: str, model: Any, x: Any) -> Callable[[], int]:
+# --- tools: (model, input, on meta) -> (total, unit) ---------------------------------------
+
+
+def _flopgraph(model: Any, x: Any, meta: bool) -> tuple[int, str]:
+    import flopgraph
+
+    report = flopgraph.analyze(model, x)
+    return report.flops, f"FLOP ({report.macs:,} MAC)"
+
+
+def _flop_counter_mode(model: Any, x: Any, meta: bool) -> tuple[int, str]:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if not meta:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+        return counter.get_total_flops(), "FLOP"
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode, torch.no_grad():
+        with FlopCounterMode(display=False) as counter:
+            model(mode.from_tensor(x))
+    return counter.get_total_flops(), "FLOP (under FakeTensorMode)"
+
+
+def _peer(name: str) -> Callable[[Any, Any, bool], tuple[int, str]]:
+    """A peer flopgraph.peers already knows how to run (same call, same unit)."""
+
+    def run(model: Any, x: Any, meta: bool) -> tuple[int, str]:
+        from flopgraph.peers.run import PEERS
+
+        spec = next(p for p in PEERS if p.name == name)
+        return spec.run(model, (x,), {}), spec.unit
+    return run
+
+
+def _torchprofile(model: Any, x: Any, meta: bool) -> tuple[int, str]:
+    from torchprofile import profile_macs
+
+    return int(profile_macs(model, args=(x,))), "MAC"
+
+
+def _calflops(model: Any, x: Any, meta: bool) -> tuple[int, str]:
+    from calflops import calculate_flops
+
+    flops, macs, _ = calculate_flops(
+        model=model, args=[x], print_results=False, print_detailed=False,
+        output_as_string=False,
+    )  # fmt: skip
+    return int(flops), f"FLOP ({int(macs):,} MAC)"
+
+
+TOOLS: dict[str, Callable[[Any, Any, bool], tuple[int, str]]] = {
+    "flopgraph": _flopgraph,
+    "FlopCounterMode": _flop_counter_mode,
+    "fvcore": _peer("fvcore"),
+    "thop": _peer("thop"),
+    "ptflops": _peer("ptflops (pytorch)"),
+    "torchprofile": _torchprofile,
+    "calflops": _calflops,
+}
+
+
+# --- one measurement in this process -------------------------------------------------------
+
+
+def worker(tool: str, case: str, reps: int) -> dict[str, Any]:
+    import contextlib
+    import io
+    import warnings
+
     import torch
 
-    if tool == "flopgraph":
-        import flopgraph
-
-        return lambda: flopgraph.analyze(model, x).flops
-    if tool == "flop_counter_mode":
-        from torch.utils.flop_counter import FlopCounterMode
-
-        def fcm() -> int:
-            with torch.no_grad(), FlopCounterMode(display=False) as fc:
-                model(x)
-            return fc.get_total_flops()
-
-        return fcm
-    if tool == "fvcore":
-        from fvcore.nn import FlopCountAnalysis
-
-        def fv() -> int:
-            a = FlopCountAnalysis(model, x)
-            a.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            return int(a.total())
-
-        return fv
-    raise ValueError(tool)
+    model, x = build(case)
+    run = TOOLS[tool]
+    meta = x.device.type == "meta"
+    sink = io.StringIO()  # peers print freely
+    with contextlib.redirect_stdout(sink), warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        total, unit = run(model, x, meta)
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            run(model, x, meta)
+            times.append(time.perf_counter() - start)
+    return {
+        "median_s": statistics.median(times),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "total": int(total),
+        "unit": unit,
+    }
 
 
-def worker(tool: str, model_name: str, batch: int, reps: int) -> dict[str, Any]:
-    import torch
-
-    model = build(model_name)
-    x = torch.randn(batch, 3, 224, 224)
-    run = runner(tool, model, x)
-    total = run()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"median_s": statistics.median(times), "peak_rss_mb": rss_mb, "total": total}
-
-
-def measure(tool: str, model: str, batch: int, reps: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--worker", tool, model, str(batch), str(reps)]
+def measure(tool: str, case: str, reps: int) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", tool, case, str(reps)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        return {"error": lines[-1] if lines else f"exit {proc.returncode}"}
+        return {"error": _reason(proc.stderr or proc.stdout, proc.returncode)}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _reason(text: str, code: int) -> str:
+    lines = text.strip().splitlines()
+    errors = [ln for ln in lines if re.match(r"^(?:[\w.]+\.)?[A-Z]\w*(?:Error|Exception): ", ln)]
+    line = (errors or lines or [f"exit status {code}"])[-1]
+    return line.replace("|", "/")[:150]
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def table(case: Case, results: dict[str, dict[str, Any]]) -> str:
+    ours = results.get("flopgraph", {}).get("median_s")
+    rows = [
+        f"\n### {case.label} (median of {case.reps} after a warm-up)\n",
+        "| tool | median s | peak RSS MB | flopgraph / tool | total |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for tool, r in results.items():
+        if "error" in r:
+            rows.append(f"| {tool} | cannot run: {r['error']} | | | |")
+            continue
+        ratio = "" if tool == "flopgraph" or not ours else f"{ours / r['median_s']:.3f}"
+        rows.append(
+            f"| {tool} | {r['median_s']:.3f} | {r['peak_rss_mb']:,.0f} | {ratio} | "
+            f"{r['total']:,} {r['unit']} |"
+        )
+    return "\n".join(rows)
+
+
+def depth(layers: tuple[int, ...], reps: int) -> str:
+    """flopgraph's time per recorded op on 70B-shaped configs of several depths."""
+    rows = [
+        "| layers | ops (records) | median s | us per op | peak RSS MB |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    per_op = []
+    for n in layers:
+        r = measure("flopgraph-depth", f"depth:{n}", reps)
+        if "error" in r:
+            rows.append(f"| {n} | failed: {r['error']} | | | |")
+            continue
+        per_op.append(r["median_s"] / r["total"] * 1e6)
+        rows.append(
+            f"| {n} | {r['total']:,} | {r['median_s']:.3f} | {per_op[-1]:.1f} | "
+            f"{r['peak_rss_mb']:,.0f} |"
+        )
+    if len(per_op) > 1:
+        rows.append(f"\nper-op time, deepest / shallowest: {per_op[-1] / per_op[0]:.3f}")
+    return "\n".join(rows)
+
+
+def _depth_tool(model: Any, x: Any, meta: bool) -> tuple[int, str]:
+    import flopgraph
+
+    return len(flopgraph.analyze(model, x).records), "records"
+
+
+TOOLS["flopgraph-depth"] = _depth_tool
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--models", nargs="+", default=["resnet50"])
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--reps", type=int, default=10)
-    ap.add_argument("--tools", nargs="+", default=list(TOOLS))
-    ap.add_argument("--worker", nargs=4, metavar=("TOOL", "MODEL", "BATCH", "REPS"))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("mode", nargs="?", choices=("tools", "depth"), default="tools")
+    ap.add_argument("--cases", nargs="+", default=list(cases()), choices=list(cases()))
+    ap.add_argument("--tools", nargs="+", default=[t for t in TOOLS if t != "flopgraph-depth"])
+    ap.add_argument("--layers", nargs="+", type=int, default=[8, 80])
+    ap.add_argument("--reps", type=int, help="repetitions after the warm-up (default: per case)")
+    ap.add_argument("--worker", nargs=3, metavar=("TOOL", "CASE", "REPS"), help=argparse.SUPPRESS)
     ns = ap.parse_args()
     if ns.worker:
-        tool, model, batch, reps = ns.worker
-        print(json.dumps(worker(tool, model, int(batch), int(reps))))
+        tool, case, reps = ns.worker
+        print(json.dumps(worker(tool, case, int(reps))))
         return
-    for model in ns.models:
-        results = {t: measure(t, model, ns.batch, ns.reps) for t in ns.tools}
-        ours = results.get("flopgraph", {}).get("median_s")
-        print(f"\n### {model}, input {ns.batch}x3x224x224, median of {ns.reps}\n")
-        print("| tool | median s | peak RSS MB | total reported | flopgraph / tool |")
-        print("|---|---:|---:|---:|---:|")
-        for tool, r in results.items():
-            if "error" in r:
-                print(f"| {tool} | failed: {r['error']} | | | |")
-                continue
-            ratio = f"{ours / r['median_s']:.2f}" if ours else ""
-            print(
-                f"| {tool} | {r['median_s']:.4f} | {r['peak_rss_mb']:.0f} | "
-                f"{r['total']:,} | {ratio} |"
-            )
+    if ns.mode == "depth":
+        print(depth(tuple(ns.layers), ns.reps or REPS_LLM))
+        return
+    known = cases()
+    for name in ns.cases:
+        case = known[name]
+        reps = ns.reps or case.reps
+        results = {tool: measure(tool, name, reps) for tool in ns.tools}
+        print(table(Case(case.label, reps, case.meta), results), flush=True)
 
 
 if __name__ == "__main__":

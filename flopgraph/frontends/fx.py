@@ -43,6 +43,14 @@ class TracedGraph:
     """Placeholder node name -> the user's input bound to it."""
     constants: Mapping[str, torch.Tensor] = field(default_factory=dict)
     """Tensors the forward used that are not parameters or buffers of the model."""
+    submodules: Mapping[str, torch.nn.Module] = field(default_factory=dict)
+    """Every module of ``root`` by dotted path (each ``call_module`` target among them),
+    built once so that the passes over the graph need not walk attribute chains."""
+
+    def submodule(self, path: str) -> torch.nn.Module:
+        """The module a ``call_module`` node calls."""
+        found = self.submodules.get(path)
+        return found if found is not None else self.root.get_submodule(path)
 
 
 class _Tracer(torch.fx.Tracer):
@@ -52,6 +60,7 @@ class _Tracer(torch.fx.Tracer):
         super().__init__(autowrap_modules=(math,))
         self._registry = registry
         self.constants: dict[str, torch.Tensor] = {}
+        self._names: dict[int, tuple[str, bool]] | None = None
 
     def is_leaf_module(self, m: torch.nn.Module, module_qualified_name: str) -> bool:
         if self._registry.lookup_module(type(m)) is not None:
@@ -67,6 +76,32 @@ class _Tracer(torch.fx.Tracer):
     ) -> Any:
         # forward() rather than __call__: a user's hooks must not run on proxies
         return super().call_module(m, m.forward, args, kwargs)
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
+        # The base class finds the name of a parameter or buffer the forward reads by
+        # scanning every parameter of the model on each read (quadratic in model size);
+        # an index gives the same first name. A miss falls back to the scan.
+        if isinstance(attr_val, torch.Tensor) and not self.param_shapes_constant:
+            name = self._tensor_names().get(id(attr_val))
+            if name is not None and (isinstance(attr_val, torch.nn.Parameter) or name[1]):
+                if name[0] not in parameter_proxy_cache:
+                    parameter_proxy_cache[name[0]] = self.create_proxy(
+                        "get_attr", name[0], (), {}, proxy_factory_fn=None
+                    )
+                return parameter_proxy_cache[name[0]]
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+    def _tensor_names(self) -> dict[int, tuple[str, bool]]:
+        """id -> (first name, is a buffer) of the root's parameters, then of its buffers
+        when the tracer proxies buffer reads (the base class's search order)."""
+        if self._names is None:
+            self._names = {}
+            for n, p in self.root.named_parameters():
+                self._names.setdefault(id(p), (n, False))
+            if self.proxy_buffer_attributes:
+                for n, b in self.root.named_buffers():
+                    self._names.setdefault(id(b), (n, True))
+        return self._names
 
     def create_arg(self, a: Any) -> Any:
         # The base class stores an unknown tensor constant with setattr on the
@@ -105,7 +140,8 @@ def trace_fx(
     names = [p.name for p in params]
     inputs = {ph.name: bound[name] for ph, name in zip(placeholders, names, strict=True)}
     _drop_specialization_checks(graph)
-    return TracedGraph(graph, root, inputs, dict(tracer.constants))
+    submodules = dict(root.named_modules(remove_duplicate=False))
+    return TracedGraph(graph, root, inputs, dict(tracer.constants), submodules)
 
 
 def structural_copy(model: torch.nn.Module) -> torch.nn.Module:

@@ -51,14 +51,23 @@ class OpContext:
             return self.args[index]
         return self.kwargs.get(name, default)
 
+    # computed once and kept in the instance dict: the record and most handlers ask for
+    # them, and the fields they come from are frozen
     @property
     def inputs(self) -> tuple[TensorMeta, ...]:
         """Every input tensor, positional then keyword."""
-        return tuple(iter_metas(self.args)) + tuple(iter_metas(self.kwargs))
+        found: tuple[TensorMeta, ...] | None = self.__dict__.get("_inputs")
+        if found is None:
+            found = tuple(iter_metas(self.args)) + tuple(iter_metas(self.kwargs))
+            self.__dict__["_inputs"] = found
+        return found
 
     @property
     def outputs(self) -> tuple[TensorMeta, ...]:
-        return tuple(iter_metas(self.out))
+        found: tuple[TensorMeta, ...] | None = self.__dict__.get("_outputs")
+        if found is None:
+            found = self.__dict__["_outputs"] = tuple(iter_metas(self.out))
+        return found
 
     @property
     def x(self) -> TensorMeta:
