@@ -302,7 +302,8 @@ def _reflected(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> An
 def _broadcasts_into(small: torch.Tensor, big: torch.Tensor) -> bool:
     if small.dim() > big.dim():
         return False
-    return all(s in (1, b) for s, b in zip(reversed(small.shape), reversed(big.shape)))
+    tail = big.shape[big.dim() - small.dim() :]
+    return all(s in (1, b) for s, b in zip(small.shape, tail, strict=True))
 
 
 def _inplace_binary(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -335,8 +336,10 @@ _FUNCTIONS: dict[Any, Shortcut] = {
     F.layer_norm: _f_layer_norm,
 }
 _METHODS: dict[str, Shortcut] = {
-    **{name: _binary for name in ("add", "mul", "sub", "div", "__add__", "__mul__", "__sub__",
-                                  "__truediv__")},  # fmt: skip
+    **{
+        name: _binary
+        for name in ("add", "mul", "sub", "div", "__add__", "__mul__", "__sub__", "__truediv__")
+    },  # fmt: skip
     "__radd__": _reflected,
     "__rmul__": _reflected,
     **{name: _inplace_binary for name in ("add_", "mul_", "__iadd__", "__imul__")},

@@ -144,6 +144,7 @@ def _peer(name: str) -> Callable[[Any, Any, bool], tuple[int, str]]:
 
         spec = next(p for p in PEERS if p.name == name)
         return spec.run(model, (x,), {}), spec.unit
+
     return run
 
 
