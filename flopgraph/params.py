@@ -30,13 +30,13 @@ class ParamStats:
     def of(cls, model: torch.nn.Module) -> ParamStats:
         total = trainable = pbytes = bbytes = nbuf = 0
         by_dtype: dict[str, int] = {}
-        for p in _unique(model.parameters()):
+        for p in _tensors(model, "_parameters"):
             n, b = p.numel(), p.numel() * p.element_size()
             total += n
             trainable += n if p.requires_grad else 0
             pbytes += b
             by_dtype[dtype_name(p.dtype)] = by_dtype.get(dtype_name(p.dtype), 0) + b
-        for t in _unique(model.buffers()):
+        for t in _tensors(model, "_buffers"):
             n, b = t.numel(), t.numel() * t.element_size()
             nbuf += n
             bbytes += b
@@ -63,13 +63,24 @@ class ParamStats:
         )  # fmt: skip
 
 
-def _unique(tensors: Any) -> list[torch.Tensor]:
+def _tensors(model: torch.nn.Module, kind: str) -> list[torch.Tensor]:
+    """What ``model.parameters()`` (kind ``"_parameters"``) or ``model.buffers()``
+    (``"_buffers"``) yields, in its order and each tensor once, from one walk over the
+    module dicts instead of nested generators."""
+    out: list[torch.Tensor] = []
     seen: set[int] = set()
-    out = []
-    for t in tensors:
-        if id(t) not in seen:
-            seen.add(id(t))
-            out.append(t)
+    visited: set[int] = set()
+    stack = [model]
+    while stack:  # pre-order, children in registration order, as named_modules()
+        m = stack.pop()
+        if id(m) in visited:
+            continue
+        visited.add(id(m))
+        for t in m.__dict__[kind].values():
+            if t is not None and id(t) not in seen:
+                seen.add(id(t))
+                out.append(t)
+        stack.extend(reversed([c for c in m._modules.values() if c is not None]))
     return out
 
 

@@ -28,6 +28,8 @@ _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _OWN_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
 # torch.fx patches nn.Module.__call__ process-wide while it traces: one trace at a time
 _TRACE_LOCK = threading.Lock()
+_ATOMS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device})
+"""Argument types fx stores in a node as they are."""
 _SPECIALIZATION_CHECKS = (torch._assert, torch.fx._symbolic_trace._assert_is_none)
 
 
@@ -104,6 +106,13 @@ class _Tracer(torch.fx.Tracer):
         return self._names
 
     def create_arg(self, a: Any) -> Any:
+        kind = type(a)
+        if kind is torch.fx.Proxy:  # what the base classes return for these, sooner
+            return a.node
+        if kind in _ATOMS:
+            return a
+        if kind is tuple or kind is list:
+            return kind(self.create_arg(v) for v in a)
         # The base class stores an unknown tensor constant with setattr on the
         # user's model; keep it here instead.
         if (

@@ -1,0 +1,208 @@
+"""GPT-2 and Llama totals equal a closed form derived here from the config, to the unit.
+
+The models are transformers' own (built from config objects on the meta device,
+never downloaded), counted on the aten frontend; each term below is the
+default convention (docs/conventions.md, the counting spec) applied to one op
+of the forward, for batch 1 and T tokens:
+
+- a linear layer [T, I] -> [T, O]: T*I*O MACs, 2 per MAC, + T*O with a bias;
+- attention with H query heads of width hd (T queries, T keys, causal mask):
+  H*T*T*hd MACs for the scores and as many for the values; FLOPs 2 per MAC plus,
+  per score, 1 scale + 1 mask + 5 softmax;
+- layer norm with weight and bias: 8 per element; elementwise ops: 1 per
+  element of the output; mean: numel(in); embedding lookups, views, casts and
+  the boolean mask arithmetic: 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+import flopgraph
+from flopgraph import TensorSpec
+
+transformers = pytest.importorskip("transformers")
+
+
+@dataclass(frozen=True)
+class Total:
+    macs: int
+    flops: int
+
+    def __add__(self, other: Total) -> Total:
+        return Total(self.macs + other.macs, self.flops + other.flops)
+
+    def __mul__(self, n: int) -> Total:
+        return Total(self.macs * n, self.flops * n)
+
+
+def linear(tokens: int, i: int, o: int, bias: bool) -> Total:
+    macs = tokens * i * o
+    return Total(macs, 2 * macs + (tokens * o if bias else 0))
+
+
+def causal_attention(tokens: int, heads: int, head_dim: int) -> Total:
+    scores = heads * tokens * tokens  # one per (head, query, key)
+    macs = scores * head_dim * 2  # q @ k^T, then weights @ v
+    return Total(macs, 2 * macs + scores * (1 + 1 + 5))  # scale, mask, softmax
+
+
+def elementwise(n: int) -> Total:
+    return Total(0, n)
+
+
+# --- GPT-2 --------------------------------------------------------------------------------
+
+
+def gpt2_closed_form(c: transformers.GPT2Config, t: int) -> Total:
+    d, v = c.n_embd, c.vocab_size
+    inner = c.n_inner or 4 * d
+    block = (
+        elementwise(8 * t * d)  # ln_1: layer norm, 6 per element + weight + bias
+        + linear(t, d, 3 * d, bias=True)  # c_attn: q, k, v in one addmm
+        + causal_attention(t, c.n_head, d // c.n_head)  # sdpa with the causal mask
+        + linear(t, d, d, bias=True)  # attn.c_proj
+        + elementwise(t * d)  # residual add
+        + elementwise(8 * t * d)  # ln_2
+        + linear(t, d, inner, bias=True)  # mlp.c_fc
+        # gelu_new: 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x ** 3))):
+        # pow, mul, add, mul, tanh, add, mul, mul = 8 per element
+        + elementwise(8 * t * inner)
+        + linear(t, inner, d, bias=True)  # mlp.c_proj
+        + elementwise(t * d)  # residual add
+    )
+    return (
+        elementwise(t * d)  # token + position embeddings (the lookups are free)
+        + block * c.n_layer
+        + elementwise(8 * t * d)  # ln_f
+        + linear(t, d, v, bias=False)  # lm_head (tied to the token embedding)
+    )
+
+
+def _gpt2(**kw: object) -> tuple[torch.nn.Module, transformers.GPT2Config]:
+    config = transformers.GPT2Config(**kw)
+    with torch.device("meta"):
+        return transformers.GPT2LMHeadModel(config).eval(), config
+
+
+@pytest.mark.parametrize(
+    "kw, tokens",
+    [
+        # a small GPT-2: 2 layers of 64, 4 heads, 100 tokens of vocabulary
+        ({"n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_size": 100, "n_positions": 64}, 16),
+        ({"n_layer": 1, "n_embd": 96, "n_head": 3, "n_inner": 200, "vocab_size": 50}, 7),
+        ({}, 1024),  # GPT-2 itself (124M parameters) at 1 x 1024 tokens
+    ],
+)
+def test_gpt2_total_is_the_closed_form(kw: dict[str, object], tokens: int) -> None:
+    model, config = _gpt2(use_cache=False, **kw)
+    report = flopgraph.analyze(model, TensorSpec((1, tokens), torch.int64))
+    assert report.skipped == {}
+    assert (report.macs, report.flops) == (
+        gpt2_closed_form(config, tokens).macs,
+        gpt2_closed_form(config, tokens).flops,
+    )
+
+
+def test_gpt2_at_1024_tokens_by_hand() -> None:
+    # The closed form above, evaluated by hand for GPT-2 (D 768, 12 heads, 12 layers,
+    # vocabulary 50257) at T = 1024, MACs only:
+    #   per layer: c_attn 1024*768*2304 = 1_811_939_328, scores and values
+    #   2 * 12*1024*1024*64 = 1_610_612_736, c_proj 1024*768*768 = 603_979_776,
+    #   c_fc and mlp.c_proj 2 * 1024*768*3072 = 4_831_838_208: 8_858_370_048 per layer;
+    #   12 layers 106_300_440_576, + lm_head 1024*768*50257 = 39_523_713_024
+    #   = 145_824_153_600
+    model, _ = _gpt2(use_cache=False)
+    assert flopgraph.analyze(model, TensorSpec((1, 1024), torch.int64)).macs == 145_824_153_600
+
+
+# --- Llama --------------------------------------------------------------------------------
+
+
+def rms_norm(t: int, d: int) -> Total:
+    # x.pow(2) (T*D), .mean(-1) (T*D), + eps (T), rsqrt (T), x * rsqrt (T*D), weight * x (T*D)
+    return elementwise(4 * t * d + 2 * t)
+
+
+def rotary(t: int, heads: int, head_dim: int) -> Total:
+    # q * cos + rotate_half(q) * sin: two multiplies and an add over [heads, T, hd], and
+    # rotate_half's negation of one half
+    return elementwise(3 * heads * t * head_dim + heads * t * head_dim // 2)
+
+
+def llama_closed_form(c: transformers.LlamaConfig, t: int) -> Total:
+    d, inter, v = c.hidden_size, c.intermediate_size, c.vocab_size
+    heads, kv = c.num_attention_heads, c.num_key_value_heads
+    hd = d // heads
+    block = (
+        rms_norm(t, d)  # input_layernorm
+        + linear(t, d, heads * hd, bias=False)  # q_proj
+        + linear(t, d, kv * hd, bias=False) * 2  # k_proj, v_proj (kv heads)
+        + rotary(t, heads, hd)  # rotary on q
+        + rotary(t, kv, hd)  # rotary on k (before repeat_kv, which is free)
+        + causal_attention(t, heads, hd)
+        + linear(t, heads * hd, d, bias=False)  # o_proj
+        + elementwise(t * d)  # residual add
+        + rms_norm(t, d)  # post_attention_layernorm
+        + linear(t, d, inter, bias=False) * 2  # gate_proj, up_proj
+        + elementwise(2 * t * inter)  # silu(gate), then * up
+        + linear(t, inter, d, bias=False)  # down_proj
+        + elementwise(t * d)  # residual add
+    )
+    # the rotary tables, once: positions [T, 1] * inv_freq [hd / 2] -> [T, hd / 2],
+    # cat to [T, hd], then cos, * attention_scaling, sin, * attention_scaling
+    tables = elementwise(t * hd // 2 + 4 * t * hd)
+    return (
+        tables
+        + block * c.num_hidden_layers
+        + rms_norm(t, d)  # the final norm
+        + linear(t, d, v, bias=False)  # lm_head
+    )
+
+
+def _llama(**kw: object) -> tuple[torch.nn.Module, transformers.LlamaConfig]:
+    config = transformers.LlamaConfig(**kw)
+    with torch.device("meta"):
+        return transformers.LlamaForCausalLM(config).eval(), config
+
+
+SMALL_LLAMA = {
+    "hidden_size": 128, "intermediate_size": 344, "num_hidden_layers": 2,
+    "num_attention_heads": 8, "vocab_size": 1000,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kw, tokens",
+    [
+        (SMALL_LLAMA, 32),
+        ({**SMALL_LLAMA, "num_key_value_heads": 2}, 32),  # grouped-query attention
+        ({**SMALL_LLAMA, "num_key_value_heads": 1, "use_cache": True}, 9),
+    ],
+)
+def test_llama_total_is_the_closed_form(kw: dict[str, object], tokens: int) -> None:
+    model, config = _llama(**{"use_cache": False, **kw})
+    report = flopgraph.analyze(model, TensorSpec((1, tokens), torch.int64))
+    assert report.skipped == {}
+    want = llama_closed_form(config, tokens)
+    assert (report.macs, report.flops) == (want.macs, want.flops)
+
+
+def test_llama_7b_shape_at_4096_tokens_without_weights() -> None:
+    # Llama-2-7B's shape (hidden 4096, 32 layers, 32 heads, intermediate 11008,
+    # vocabulary 32000), built on the meta device, at 1 x 4096 tokens
+    model, config = _llama(
+        hidden_size=4096, num_hidden_layers=32, num_attention_heads=32,
+        intermediate_size=11008, vocab_size=32000, use_cache=False,
+    )  # fmt: skip
+    report = flopgraph.analyze(model, TensorSpec((1, 4096), torch.int64))
+    want = llama_closed_form(config, 4096)
+    assert (report.macs, report.flops) == (want.macs, want.flops)
+    # MACs by hand: per layer q, k, v, o 4 * 4096*4096*4096 = 274_877_906_944,
+    # attention 2 * 32*4096*4096*128 = 137_438_953_472, MLP 3 * 4096*4096*11008
+    # = 554_050_781_184: 966_367_641_600 per layer; 32 layers 30_923_764_531_200,
+    # + lm_head 4096*4096*32000 = 536_870_912_000 -> 31_460_635_443_200
+    assert report.macs == 31_460_635_443_200
