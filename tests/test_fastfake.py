@@ -41,7 +41,9 @@ CASES = {
 
 
 def _records(report: flopgraph.Report) -> list[Any]:
-    return [(r.op, r.target, r.module, r.inputs, r.outputs, r.macs, r.flops) for r in report.records]
+    return [
+        (r.op, r.target, r.module, r.inputs, r.outputs, r.macs, r.flops) for r in report.records
+    ]
 
 
 @pytest.mark.parametrize("name", CASES)
