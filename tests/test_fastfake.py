@@ -72,13 +72,13 @@ def test_ops_the_mode_treats_specially_take_the_ordinary_road() -> None:
     fast = fast_fake(mode)
     assert fast is not None
     with mode:
-        x = torch.empty(4, 8)
-    real = torch.ones(8)
+        x = torch.empty(3, 7, 5)  # a shape no other test gives mul: a cold entry
+    real = torch.ones(5)
     aten = torch.ops.aten
     assert fast(aten.add_.Tensor, (x, x), {}) is MISS  # writes to its input
     assert fast(aten.nonzero.default, (x,), {}) is MISS  # output shape depends on values
     assert fast(aten.add.Tensor, (x, real), {}) is MISS  # a real tensor argument
     assert fast(aten.mul.Tensor, (x, x), {}) is not MISS  # first call: through the mode
     assert fast.hits == 0
-    assert fast(aten.mul.Tensor, (x, x), {}).shape == (4, 8)  # a repeat: kept metadata
+    assert fast(aten.mul.Tensor, (x, x), {}).shape == (3, 7, 5)  # a repeat: kept metadata
     assert fast.hits == 1

@@ -9,7 +9,9 @@ itself, in about 15 us:
 
 - the first call of an op with given argument metadata goes through the mode,
   and the metadata of its output(s) is kept under a cheap key: the op, and per
-  argument its shape, strides, offset, dtype and flags, or its type and value;
+  argument its shape, strides, offset, dtype and flags, or its type and value
+  (kept for the process, like the mode's own cache, so a second analysis of a
+  model starts warm);
 - a repeat gets the tensor(s) the mode's own cache would build from the same
   entry: an empty FakeTensor with the kept shape, strides and dtype on the kept
   device, and for a view (``view``, ``transpose``, ``_unsafe_view``) one that
@@ -47,6 +49,17 @@ _NO_CACHE_TAGS = tuple(
 )  # fmt: skip
 
 
+_ENTRIES: dict[Any, Any] = {}
+"""(op, argument key) -> (container, output metadata, index of the viewed argument).
+
+Kept for the process, as FakeTensorMode keeps its own cache: an entry records
+what torch's kernels make of given argument metadata, which no model or
+analysis changes."""
+_MAX_ENTRIES = 100_000
+_CACHEABLE: dict[Any, bool] = {}
+"""Per op: whether its entries may be kept (see :func:`_cacheable`)."""
+
+
 def fast_fake(mode: Any, check: bool = False) -> FastFake | None:
     """A FastFake for ``mode`` (a FakeTensorMode), or None where it cannot be used."""
     try:
@@ -68,9 +81,7 @@ class FastFake:
         self._direct = dict(fake_tensor._DISPATCH_META_HANDLERS)
         """Ops the mode answers first thing, with these handlers (``prim.device``)."""
         self._check = check
-        self._cacheable: dict[Any, bool] = {}
-        self._entries: dict[Any, Any] = {}
-        """(op, argument key) -> (container, output metadata, index of the viewed arg)."""
+        self._entries = _ENTRIES
         self._device: Any = None
         self.hits = 0
         """Ops answered from kept metadata (for tests and benchmarks)."""
@@ -96,9 +107,9 @@ class FastFake:
         return out
 
     def _op_cacheable(self, func: Any) -> bool:
-        known = self._cacheable.get(func)
+        known = _CACHEABLE.get(func)
         if known is None:
-            known = self._cacheable[func] = _cacheable(func, self._mode)
+            known = _CACHEABLE[func] = _cacheable(func, self._mode)
         return known
 
     def _key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -161,6 +172,8 @@ class FastFake:
             for a, b in zip(outs, _as_tuple(self._build(entry, args)), strict=True)
         )
         if same_keys:
+            if len(self._entries) >= _MAX_ENTRIES:
+                self._entries.clear()
             self._entries[key] = entry
 
     def _build(self, entry: Any, args: tuple[Any, ...]) -> Any:
