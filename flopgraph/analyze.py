@@ -17,7 +17,7 @@ from .pipeline import Frontend, run
 from .presets import FVCORE, TORCH
 from .progress import ProgressFn, no_progress
 from .records import OpRecord, TensorMeta
-from .registry import Registry, Rule, Target, default_name
+from .registry import Registry, Rule, Target, default_name, key_of
 from .report import ModuleInfo, Report
 
 Convention = Literal["default", "fvcore", "torch"]
@@ -82,7 +82,13 @@ def _registry(convention: str, handlers: Mapping[Target, Callable[..., Any]] | N
         for target, fn in handlers.items():
             if not callable(fn):
                 raise InputError(f"handler for {target!r} is not callable: {fn!r}")
-            reg.add([target], Rule(default_name(target), fn, user=True), replace=True)
+            rule = Rule(default_name(target), fn, user=True)
+            reg.add([target], rule, replace=True)
+            # the aten frontend counts some targets whole, as composites (aten.linear in
+            # the fvcore preset, F.normalize): the user's handler replaces those too
+            kind, key = key_of(target)
+            if kind in ("aten", "function") and ("composite", key) in reg:
+                reg.composite([key], rule, replace=True)
     return reg
 
 

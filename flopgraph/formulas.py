@@ -23,10 +23,11 @@ def numel(shape: Shape) -> int:
 
 
 def linear(x: Shape, weight: Shape, bias: bool) -> Cost:
-    # x[..., I] @ W[O, I]^T: numel(x) / I rows, each I * O multiply-adds
+    # x[..., I] @ W[O, I]^T: numel(x) / I rows, each I * O multiply-adds (the rows are
+    # x's leading dims, which also holds for I = 0, where only the bias is added)
     in_features = weight[-1]
     out_features = weight[0] if len(weight) == 2 else 1
-    rows = numel(x) // in_features if in_features else 0
+    rows = numel(x[:-1])
     macs = rows * in_features * out_features
     return Cost(macs, 2 * macs + (rows * out_features if bias else 0))
 

@@ -40,6 +40,7 @@ from torch.fx.node import map_aggregate
 from .analyze import Convention, _registry
 from .count import _validate
 from .errors import FlopgraphError, HandlerError, InputError, PropagationError
+from .frontends.isolation import isolated
 from .handlers.context import OpContext
 from .inputs import describe_inputs, normalize_inputs
 from .records import Cost, TensorMeta
@@ -113,12 +114,13 @@ def count_hooks(
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     registry = _registry(convention, None)
     args, kw = normalize_inputs(inputs, kwargs)
-    try:
-        return _Run(model, registry, "meta").run(args, kw)
-    except PropagationError:
-        # as in shape propagation: meta tensors cannot meet tensors a forward
-        # creates on a real device; fake tensors can
-        return _Run(model, registry, "fake").run(args, kw)
+    with isolated():  # the user's global hooks must not run on the shadow either
+        try:
+            return _Run(model, registry, "meta").run(args, kw)
+        except PropagationError:
+            # as in shape propagation: meta tensors cannot meet tensors a forward
+            # creates on a real device; fake tensors can
+            return _Run(model, registry, "fake").run(args, kw)
 
 
 class _Run:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import threading
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,12 +21,14 @@ import torch.fx
 
 from ..errors import InputError, TraceError
 from ..registry import Registry
+from .isolation import ANALYSIS_LOCK
 
 # with the separator, so that torchvision's files do not pass for torch's
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _OWN_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
-# torch.fx patches nn.Module.__call__ process-wide while it traces: one trace at a time
-_TRACE_LOCK = threading.Lock()
+# torch.fx patches nn.Module.__call__ process-wide while it traces: nothing else may run
+# modules meanwhile (see .isolation)
+_TRACE_LOCK = ANALYSIS_LOCK
 _SPECIALIZATION_CHECKS = (torch._assert, torch.fx._symbolic_trace._assert_is_none)
 
 
