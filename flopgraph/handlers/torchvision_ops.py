@@ -23,13 +23,15 @@ def stochastic_depth(ctx: OpContext) -> Cost:
 
 def window_attention(
     x: tuple[int, ...], window: tuple[int, int], num_heads: int, shift: tuple[int, int], *,
-    qkv_bias: bool, proj_bias: bool, logit_scale: int, training: bool,
+    qkv_bias: bool, proj_bias: bool, logit_scale: int, dropouts: tuple[bool, bool],
 ) -> Cost:
     """torchvision's swin ``shifted_window_attention`` on x[B, H, W, C] as its parts.
 
     ``logit_scale`` is the numel of the cosine-attention scale (Swin V2), 0 for
-    scaled dot products (V1). The feature map is padded to whole windows; a
-    window larger than the (padded) map disables the shift along that dim.
+    scaled dot products (V1). ``dropouts``: whether the dropout on the attention
+    weights and the one on the output act (training and p > 0; p = 0 is the identity).
+    The feature map is padded to whole windows; a window larger than the (padded) map
+    disables the shift along that dim.
     """  # fmt: skip
     b, h, w, c = x
     pad_h, pad_w = -(-h // window[0]) * window[0], -(-w // window[1]) * window[1]
@@ -52,8 +54,8 @@ def window_attention(
     cost += f.softmax(scores)
     cost += f.matmul(scores, (tokens, head_dim), (*scores[:3], head_dim))  # attn @ v
     cost += f.linear(rows, (c, c), proj_bias)  # output projection
-    if training:  # F.dropout on the weights and on the output
-        cost += f.elementwise(scores) + f.elementwise(rows)
+    # F.dropout on the weights and on the output
+    cost += f.elementwise(scores, dropouts[0]) + f.elementwise(rows, dropouts[1])
     return cost
 
 
@@ -61,6 +63,8 @@ def shifted_window_attention(ctx: OpContext) -> Cost:
     # (input, qkv_weight, proj_weight, relative_position_bias, window_size, num_heads,
     #  shift_size, attention_dropout, dropout, qkv_bias, proj_bias, logit_scale, training)
     scale = ctx.arg(11, "logit_scale")
+    training = bool(ctx.arg(12, "training", True))
+    p_attention, p_out = float(ctx.arg(7, "attention_dropout")), float(ctx.arg(8, "dropout"))
     return window_attention(
         ctx.x.shape,
         tuple(ctx.arg(4, "window_size")),  # type: ignore[arg-type]
@@ -69,7 +73,7 @@ def shifted_window_attention(ctx: OpContext) -> Cost:
         qkv_bias=ctx.arg(9, "qkv_bias") is not None,
         proj_bias=ctx.arg(10, "proj_bias") is not None,
         logit_scale=scale.numel if scale is not None else 0,
-        training=bool(ctx.arg(12, "training", True)),
+        dropouts=(training and p_attention > 0, training and p_out > 0),
     )
 
 
