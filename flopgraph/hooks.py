@@ -196,7 +196,7 @@ class _Run:
         def hook(module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
             self.active.pop()
             if not self.active:  # a leaf inside a leaf is its parent's business
-                self.calls.append(self._call(path, args, kwargs, output))
+                self.calls.append(self._call(path, module, args, kwargs, output))
 
         return hook
 
@@ -207,9 +207,13 @@ class _Run:
 
         return run
 
-    def _call(self, path: str, args: Any, kwargs: Any, output: Any) -> HookCall:
-        """The cost of one leaf call, decided as the graph's counting pass decides it."""
-        rule, module = self.rules[path], self.user[path]
+    def _call(
+        self, path: str, module: torch.nn.Module, args: Any, kwargs: Any, output: Any
+    ) -> HookCall:
+        """The cost of one leaf call, decided as the graph's counting pass decides it.
+        The handler reads the shadow ``module``: the user's settings, but twin tensors (a
+        parametrized weight computed on the user's module would update its state)."""
+        rule = self.rules[path]
         ctx = OpContext(
             kind="call_module",
             args=to_meta(tuple(args)),

@@ -70,7 +70,10 @@ class _Twins:
         """A shallow copy of ``m`` whose tensors are twins and whose hooks are empty."""
         shadow = self._modules.get(id(m))
         if shadow is None:
-            d = dict(m.__dict__)
+            # plain tensor attributes too: an in-place op on one must not reach the user's
+            # (fake mode runs ops on small real tensors for real, as constants)
+            d = {k: self._maybe(v) if isinstance(v, torch.Tensor) else v
+                 for k, v in m.__dict__.items()}  # fmt: skip
             d["_parameters"] = {k: self._maybe(v) for k, v in m._parameters.items()}
             d["_buffers"] = {k: self._maybe(v) for k, v in m._buffers.items()}
             d["_modules"] = {

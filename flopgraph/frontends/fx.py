@@ -91,7 +91,7 @@ def trace_fx(
     params = _forward_params(model)
     bound = _bind(model, params, args, kwargs)
     if registry.lookup_module(type(model)) is not None:
-        return _leaf_root(model, bound)
+        return _leaf_root(structural_copy(model), bound)
     concrete = {n: v for n, v in bound.items() if not isinstance(v, torch.Tensor)}
     tracer = _Tracer(registry)
     root = structural_copy(model)
@@ -110,24 +110,39 @@ def trace_fx(
 
 
 def structural_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A recursive shallow copy of ``model``: the same parameters, buffers and settings,
-    but its own attribute dicts, so a forward that assigns to ``self`` during tracing
-    (a cache such as torchvision's ``AnchorGenerator.cell_anchors``) stores proxies on
-    the copy, never on the user's module, even when tracing fails."""
+    """A recursive shallow copy of ``model``: the same parameters and settings, but its
+    own attribute dicts, so a forward that assigns to ``self`` during tracing (a cache
+    such as torchvision's ``AnchorGenerator.cell_anchors``) stores proxies on the copy,
+    never on the user's module, even when tracing fails.
+
+    Buffers and plain tensor attributes are copies: fx does not proxy them, so an
+    in-place op on one in ``forward`` (BatchNorm's ``num_batches_tracked.add_(1)`` in a
+    subclass fx traces through, a parametrization's power-iteration vector) runs for
+    real while tracing, and must not reach the user's tensors. Parameters are proxied
+    and stay shared."""
     memo: dict[int, torch.nn.Module] = {}
+    tensors: dict[int, torch.Tensor] = {}
+
+    def own(v: Any) -> Any:
+        if not isinstance(v, torch.Tensor) or isinstance(v, torch.nn.Parameter):
+            return v
+        if id(v) not in tensors:
+            tensors[id(v)] = v.detach().clone()
+        return tensors[id(v)]
 
     def copy(m: torch.nn.Module) -> torch.nn.Module:
         if id(m) not in memo:
-            d = dict(m.__dict__)
+            d = {k: own(v) for k, v in m.__dict__.items()}
             clone = object.__new__(type(m))
             memo[id(m)] = clone
             d["_parameters"] = dict(m._parameters)
-            d["_buffers"] = dict(m._buffers)
+            d["_buffers"] = {k: own(v) for k, v in m._buffers.items()}
             d["_modules"] = {k: None if v is None else copy(v) for k, v in m._modules.items()}
             object.__setattr__(clone, "__dict__", d)
         return memo[id(m)]
 
-    return copy(model)
+    with torch.no_grad():
+        return copy(model)
 
 
 def _leaf_root(model: torch.nn.Module, bound: dict[str, Any]) -> TracedGraph:
