@@ -15,11 +15,13 @@ and a self-attention-like matmul. For every model, in train or eval mode:
 - a wrong input raises a FlopgraphError whose message is one line, never a torch
   internal error.
 
-Bounded: about 40 + 20 examples of small models, a few seconds in all.
+Bounded: 40 + 20 examples of small models, a few seconds in all
+(``FLOPGRAPH_FUZZ_EXAMPLES=2000`` for a long hunt).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -37,7 +39,11 @@ from flopgraph.frontends.fx import trace_fx
 from flopgraph.handlers import DEFAULT
 from flopgraph.records import Status
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = int(os.environ.get("FLOPGRAPH_FUZZ_EXAMPLES", "40"))
+"""Examples per property; FLOPGRAPH_FUZZ_EXAMPLES=2000 for a long hunt."""
+SETTINGS = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 ACTIVATIONS = (nn.ReLU, nn.GELU, nn.SiLU, nn.Hardswish, nn.Sigmoid, nn.Tanh, nn.LeakyReLU,
                nn.ELU, nn.Mish, nn.Softplus)  # fmt: skip
 
@@ -97,7 +103,8 @@ def image_layer(draw: Any, shape: tuple[int, ...]) -> tuple[nn.Module, tuple[int
         pool = draw(st.sampled_from([nn.MaxPool2d, nn.AvgPool2d]))
         return pool(2), (n, c, h // 2, w // 2)
     if kind == "residual":
-        body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c),
+        norm = nn.BatchNorm2d(c) if n * h * w > 1 else nn.Identity()
+        body = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), norm,
                              draw(st.sampled_from(ACTIVATIONS))())  # fmt: skip
         return Residual(body), shape
     if kind == "dropout":
@@ -189,7 +196,7 @@ def test_random_models_count_alike_everywhere(case):
     assert 2 * fx.macs == flop_counter_total(model, torch.empty(shape, device="meta"))
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES // 2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(models(), st.sampled_from(["fx", "aten"]), st.integers(1, 3))
 def test_wrong_channels_raise_one_flopgraph_error(case, frontend, extra):
     model, (n, c, h, w) = case
@@ -201,4 +208,4 @@ def test_wrong_channels_raise_one_flopgraph_error(case, frontend, extra):
         flopgraph.analyze(model, (n, c + extra, h, w), frontend=frontend)
     message = str(info.value)
     assert message and "\n" not in message
-    assert f"{c + extra}" in message  # the shapes it saw
+    assert "with inputs" in message if frontend == "fx" else "failed on inputs" in message
