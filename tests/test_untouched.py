@@ -306,3 +306,21 @@ def test_untouched_after_compare_with_peers(training):
     assert result.peers and result.reconciled
     assert_untouched(model, before)
     assert calls == []
+
+
+def _zoo():
+    from flopgraph.zoo import zoo
+
+    return zoo()
+
+
+@pytest.mark.parametrize("entry", _zoo(), ids=lambda e: e.name)
+def test_whole_zoo_untouched_in_training(entry):
+    """Every zoo model (meta: no values, but an in-place write still bumps a tensor's
+    version counter), in training, where batch norms would update their statistics."""
+    model = entry.build()
+    calls = decorate(model, True)
+    before = snapshot(model)
+    flopgraph.analyze(model, entry.inputs, kwargs=entry.kwargs)
+    assert_untouched(model, before)
+    assert calls == []
