@@ -82,9 +82,9 @@ def state_dict_of(obj: Any, path: str) -> dict[str, torch.Tensor]:
 
 
 def apply_checkpoint(model: torch.nn.Module, path: str, device: str | None = None) -> None:
-    """Load the state_dict saved in ``path`` into ``model`` (every key, every shape), its
-    tensors taking the place of the model's own (on ``device``: a meta model stays
-    data-less)."""
+    """Load the state_dict saved in ``path`` into ``model``: every key, every shape,
+    copied into the model's own tensors (its dtypes and device stay; a meta model stays
+    data-less, and the file is then read onto meta too)."""
     weights = state_dict_of(safe_load(path, device), path)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if not set(weights) & set(expected) and all(k.startswith("module.") for k in weights):
@@ -92,7 +92,7 @@ def apply_checkpoint(model: torch.nn.Module, path: str, device: str | None = Non
     problems = _mismatches(expected, weights)
     if problems:
         raise UsageError(f"checkpoint {path!r} does not fit the model: {'; '.join(problems)}")
-    model.load_state_dict(weights, strict=True, assign=True)
+    model.load_state_dict(weights, strict=True)
 
 
 def refuse_saved_model(spec: str, device: str | None = None) -> UsageError:

@@ -163,3 +163,16 @@ def test_safe_load_never_unpickles_objects(tmp_path):
         with pytest.raises(UsageError, match="refused to load"):
             safe_load(str(path))
         assert not (tmp_path / f"PWNED_{kind}").exists()
+
+
+def test_checkpoint_keeps_the_models_dtypes_and_device(capsys, tmp_path):
+    path = tmp_path / "half.pt"
+    torch.save({k: v.half() for k, v in LeNet().state_dict().items()}, path)
+    model = LeNet()
+    apply_checkpoint(model, str(path))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    # LeNet on 1x28x28: 701_842 FLOPs (tests/test_cli.py), with or without the weights
+    for device in ([], ["--device", "meta"]):
+        code, out, _ = run_main(capsys, "lenet", "--checkpoint", str(path), "--units", "raw",
+                                *device)  # fmt: skip
+        assert code == 0 and "701,842" in out
