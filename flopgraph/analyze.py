@@ -10,6 +10,7 @@ import torch
 
 from .count import module_path
 from .errors import InputError, SkippedOpWarning
+from .frontends.isolation import isolated
 from .handlers import DEFAULT, install_extensions
 from .inputs import normalize_inputs
 from .params import ParamStats, module_param_counts
@@ -54,7 +55,8 @@ def analyze(
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     registry = _registry(convention, handlers)
     args, kw = normalize_inputs(inputs, kwargs)
-    counted = run(model, args, kw, registry, frontend, progress)
+    with isolated():  # one analysis at a time, out of reach of the user's global hooks
+        counted = run(model, args, kw, registry, frontend, progress)
     report = Report(
         model=type(model).__name__,
         convention=convention,

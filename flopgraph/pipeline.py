@@ -26,7 +26,6 @@ from .count_aten import count_aten
 from .errors import InputError, PropagationError, TraceError
 from .frontends.aten import trace_aten
 from .frontends.fx import TracedGraph, trace_fx
-from .frontends.isolation import isolated
 from .progress import ProgressFn, no_progress
 from .records import OpRecord
 from .registry import Registry
@@ -55,23 +54,10 @@ def run(
     frontend: str,
     progress: ProgressFn = no_progress,
 ) -> Counted:
-    """Count ``model`` with the frontend asked for (``auto``: fx, else aten), one
-    analysis at a time and out of reach of the user's global module hooks."""
+    """Count ``model`` with the frontend asked for (``auto``: fx, else aten)."""
     if frontend not in FRONTENDS:
         known = ", ".join(map(repr, FRONTENDS))
         raise InputError(f"frontend must be one of {known}, got {frontend!r}")
-    with isolated():
-        return _choose(model, args, kwargs, registry, frontend, progress)
-
-
-def _choose(
-    model: torch.nn.Module,
-    args: tuple[Any, ...],
-    kwargs: Mapping[str, Any],
-    registry: Registry,
-    frontend: str,
-    progress: ProgressFn,
-) -> Counted:
     if not registry.policy.fx:
         if frontend == "fx":
             raise InputError("this convention counts aten ops: use frontend='aten' or 'auto'")
