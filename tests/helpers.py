@@ -23,6 +23,16 @@ class Fn(nn.Module):
         return self.fn(*args)
 
 
+def meta_input(value):
+    """A shape tuple or TensorSpec as a meta tensor, for peers that need tensors;
+    anything else unchanged."""
+    if isinstance(value, flopgraph.TensorSpec):
+        return value.materialize()
+    if isinstance(value, tuple) and all(isinstance(s, int) for s in value):
+        return torch.empty(value, device="meta")
+    return value
+
+
 def cost_of(model: nn.Module, *shapes, **kw) -> flopgraph.Cost:
     """The single counted op's cost (asserting exactly one op is counted)."""
     report = flopgraph.analyze(model, tuple(flopgraph.TensorSpec(s) for s in shapes), **kw)
