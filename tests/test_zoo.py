@@ -1,8 +1,10 @@
 """The model zoo: no skipped op in the default convention, and the multiply-adds of
 contractions agree with FlopCounterMode on every model.
 
-Every model is data-less (meta device), so a forward under FlopCounterMode costs
-only its dispatch. Run time of this file is recorded in docs/conventions-notes-coverage.md.
+Every model but fasterrcnn is data-less (meta device), so a forward under
+FlopCounterMode costs only its dispatch; fasterrcnn's boxes depend on values, so it
+runs for real on one small image. Run time of this file is recorded in
+docs/benchmarks.md ("Coverage over the model zoo").
 """
 
 import warnings
