@@ -3,39 +3,13 @@ conventions it refuses. Expected counts are derived by hand beside them."""
 
 import pytest
 import torch
+from helpers import AssertingResidual, Residual, ValueBranch
 from torch import nn
 
 import flopgraph
 from flopgraph import Cost
 from flopgraph.differences import Reason
 from flopgraph.render.compare import compare_markdown
-
-
-class AssertingResidual(nn.Module):
-    """A shape assert (fx cannot trace it), a residual add and a functional relu."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(8, 8)
-        self.norm = nn.LayerNorm(8)
-
-    def forward(self, x):
-        assert x.shape[-1] == 8, "wrong width"
-        return self.norm(x + self.fc(x)).relu()
-
-
-class ValueBranch(nn.Module):
-    """Control flow on a value: only a real run can count it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(8, 4)
-
-    def forward(self, x):
-        if x.mean() > 0:
-            return self.fc(x)
-        return x
-
 
 # x [2, 8]: fc 2*8*8 = 128 MACs, 256 + 16 (bias) = 272 FLOPs; the add 16; the layer
 # norm (6 + 2 affine) * 16 = 128; relu 16
@@ -76,17 +50,8 @@ def test_a_real_run_is_hooked_for_real():
 
 
 def test_the_same_model_on_both_frontends_reconciles_with_the_same_gap():
-    class Traceable(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fc = nn.Linear(8, 8)
-            self.norm = nn.LayerNorm(8)
-
-        def forward(self, x):
-            return self.norm(x + self.fc(x)).relu()
-
-    fx = flopgraph.compare(Traceable(), (2, 8))
-    at = flopgraph.compare(Traceable(), (2, 8), frontend="aten")
+    fx = flopgraph.compare(Residual(), (2, 8))
+    at = flopgraph.compare(Residual(), (2, 8), frontend="aten")
     assert fx.frontend.name == "fx" and at.frontend.name == "aten"
     assert fx.graph == at.graph and fx.hooks == at.hooks and fx.difference == at.difference
     assert {d.reason for d in fx.differences} == {Reason.FUNCTIONAL}  # fx knows dataflow

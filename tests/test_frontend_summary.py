@@ -3,8 +3,11 @@ used after a fallback, and whether the forward ran for real."""
 
 import json
 import re
+from pathlib import Path
 
+import helpers
 import torch
+from helpers import ValueBranch
 from test_cli import run_cli
 from test_render import rendered
 from torch import nn
@@ -13,34 +16,6 @@ import flopgraph
 from flopgraph.render import render_text
 from flopgraph.render.summary import REAL_RUN
 from flopgraph.render.terminal import render_report
-
-MODEL_FILE = '''
-import torch
-from torch import nn
-
-
-class Asserting(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(8, 4)
-
-    def forward(self, x):
-        assert x.shape[-1] == 8, "wrong width"
-        return self.fc(x)
-'''
-
-
-class ValueBranch(nn.Module):
-    """Control flow on a value: only a real run can count it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(8, 4)
-
-    def forward(self, x):
-        if x.mean() > 0:
-            return self.fc(x)
-        return x
 
 
 def rows(text: str) -> dict[str, str]:
@@ -79,16 +54,16 @@ def test_a_real_run_after_a_fallback_says_both():
     assert "| note | fx was not used:" in markdown
 
 
-def test_the_command_line_prints_the_fallback_reason(tmp_path):
-    path = tmp_path / "asserting.py"
-    path.write_text(MODEL_FILE)
-    proc = run_cli(f"{path}:Asserting", "--input", "2x8", env={"COLUMNS": "100"})
+def test_the_command_line_prints_the_fallback_reason():
+    path = Path(helpers.__file__)
+    proc = run_cli(f"{path}:AssertingResidual", "--input", "2x8", env={"COLUMNS": "100"})
     assert proc.returncode == 0, proc.stderr
     shown = rows(proc.stdout)
     assert shown["frontend"] == "aten"  # shapes only: fake tensors, not a real run
-    assert shown["note"].startswith("fx was not used: torch.fx could not trace Asserting")
+    assert shown["note"].startswith("fx was not used: torch.fx could not trace AssertingResidual")
     assert 'assert x.shape[-1] == 8, "wrong width"' in shown["note"]
     # JSON carries the same three fields
-    data = json.loads(run_cli(f"{path}:Asserting", "--input", "2x8", "--format", "json").stdout)
+    as_json = run_cli(f"{path}:AssertingResidual", "--input", "2x8", "--format", "json")
+    data = json.loads(as_json.stdout)
     assert data["frontend"]["name"] == "aten" and data["frontend"]["real_run"] is False
     assert data["frontend"]["note"].split() == shown["note"].split()  # the same words
