@@ -250,7 +250,10 @@ def _comparison(model: Any, inputs: Any, ns: argparse.Namespace) -> Any:
     compare = getattr(_compare_module(), "compare", None)
     if not callable(compare):
         raise UsageError("--compare needs flopgraph.compare, which this flopgraph does not have")
-    return compare(model, inputs.args, kwargs=dict(inputs.kwargs), convention=ns.convention)
+    return compare(
+        model, inputs.args, kwargs=dict(inputs.kwargs), convention=ns.convention,
+        frontend=ns.frontend,
+    )  # fmt: skip
 
 
 def _compare_module() -> Any:

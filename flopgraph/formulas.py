@@ -361,6 +361,17 @@ def adaptive_pool(inp: Shape, out: Shape, dims: int) -> Cost:
     return Cost(0, lead * per)
 
 
+def roi_align(out: Shape, samples_per_bin: int) -> Cost:
+    """RoIAlign (and its position-sensitive form) on out[K, C, PH, PW]: every bin
+    averages ``samples_per_bin`` bilinear samples of one channel.
+
+    Each sample is a bilinear interpolation (4 taps, as ``interpolate``) and the
+    average over a bin's samples is section C's mean (numel of the samples).
+    """
+    samples = numel(out) * samples_per_bin  # [K, C, PH, PW, grid_h * grid_w]
+    return interpolate("bilinear", (samples,)) + mean((samples,))
+
+
 # --- F. embedding ----------------------------------------------------------------------
 
 

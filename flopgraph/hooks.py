@@ -104,17 +104,22 @@ def count_hooks(
     *,
     kwargs: Mapping[str, Any] | None = None,
     convention: Convention = "default",
+    real: bool = False,
 ) -> HookCount:
     """Count ``model`` on ``inputs`` with forward hooks on its leaf modules only.
 
     Inputs are given as to :func:`flopgraph.analyze`. Only shapes are used and
-    the model is left exactly as it was (see the module docstring).
+    the model is left exactly as it was (see the module docstring). ``real``: run
+    on copies of the (real) inputs and weights instead, for a forward whose control
+    flow needs tensor values (as the aten frontend's real run).
     """
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     registry = _registry(convention, None)
     args, kw = normalize_inputs(inputs, kwargs)
     with isolated():  # the user's global hooks must not run on the shadow either
+        if real:
+            return _Run(model, registry, "real").run(args, kw)
         try:
             return _Run(model, registry, "meta").run(args, kw)
         except PropagationError:

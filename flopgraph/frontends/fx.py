@@ -104,6 +104,12 @@ def trace_fx(
         ) from e
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     names = [p.name for p in params]
+    if len(placeholders) != len(names):  # fx flattened a container of tensors
+        raise TraceError(
+            f"torch.fx could not trace {type(model).__name__}: an input holds tensors in a "
+            f"container (dict, list or tuple), which fx turned into {len(placeholders)} "
+            f"placeholders for {len(names)} parameters"
+        )
     inputs = {ph.name: bound[name] for ph, name in zip(placeholders, names, strict=True)}
     _drop_specialization_checks(graph)
     return TracedGraph(graph, root, inputs, dict(tracer.constants))

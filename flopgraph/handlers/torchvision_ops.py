@@ -4,6 +4,13 @@ Installed into the default registry the first time an analysis runs after
 torchvision was imported, so importing flopgraph never imports torchvision.
 A wrapped function that computes counts as its parts, following the spec's
 rule for composites (nn.MultiheadAttention): each part is the op it runs.
+
+Detection ops are registered twice: as the Python functions fx keeps whole and
+as the ``torchvision::`` ops the aten frontend records, both on one formula.
+RoIAlign's cost is its bilinear samples (4 taps each, as interpolation) and
+the mean over each bin's samples. Where a bin's work depends on box sizes
+(adaptive sampling, RoIPool), only values could tell, and counting never sees
+values: the least work the op can do is counted, one sample per bin.
 """
 
 from __future__ import annotations
@@ -77,9 +84,56 @@ def shifted_window_attention(ctx: OpContext) -> Cost:
     )
 
 
+def samples_per_bin(sampling_ratio: int) -> int:
+    """Samples RoIAlign averages per bin: ratio x ratio, or for an adaptive ratio
+    (<= 0; ceil(box size / bins) per axis, box-dependent) its least, 1."""
+    return sampling_ratio * sampling_ratio if sampling_ratio > 0 else 1
+
+
+def roi_align_function(ctx: OpContext) -> Cost:
+    # roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned);
+    # ps_roi_align alike without aligned; output [K, C, PH, PW]
+    return f.roi_align(ctx.y.shape, samples_per_bin(int(ctx.arg(4, "sampling_ratio", -1))))
+
+
+def roi_align_op(ctx: OpContext) -> Cost:
+    # torchvision::roi_align(input, rois, spatial_scale, pooled_height, pooled_width,
+    # sampling_ratio, aligned); torchvision::ps_roi_align alike without aligned
+    return f.roi_align(ctx.y.shape, samples_per_bin(int(ctx.arg(5, "sampling_ratio"))))
+
+
+def multiscale_roi_align(ctx: OpContext) -> Cost:
+    # _multiscale_roi_align(x_filtered, boxes, output_size, sampling_ratio, scales, mapper):
+    # one roi_align per level, each box on one level: the formula on the merged output
+    return f.roi_align(ctx.y.shape, samples_per_bin(int(ctx.arg(3, "sampling_ratio"))))
+
+
+def roi_pool(ctx: OpContext) -> Cost:
+    # roi_pool (max) and ps_roi_pool (average) over a bin spanning part of a box: a
+    # pool whose window only box values tell; its least, one element per bin
+    return f.pool(ctx.y.shape, (1,))
+
+
+def _install_detection(registry: Registry) -> None:
+    import torch
+    from torchvision import ops
+    from torchvision.ops import poolers
+
+    tv = torch.ops.torchvision
+    registry.add([ops.roi_align, ops.ps_roi_align], Rule("roi_align", roi_align_function))
+    registry.add([tv.roi_align, tv.ps_roi_align], Rule("roi_align", roi_align_op))
+    registry.add([poolers._multiscale_roi_align], Rule("roi_align", multiscale_roi_align))
+    registry.free([poolers._filter_input], "filter_input", "data movement")  # picks maps by name
+    registry.add([ops.roi_pool, ops.ps_roi_pool, tv.roi_pool, tv.ps_roi_pool],
+                 Rule("roi_pool", roi_pool))  # fmt: skip
+    registry.free([tv.nms], "nms", "comparisons (the kept indices are integers)")
+
+
 def install(registry: Registry) -> None:
     from torchvision import ops
     from torchvision.models import swin_transformer as swin
+
+    _install_detection(registry)
 
     registry.add([ops.stochastic_depth], Rule("stochastic_depth", stochastic_depth))
     registry.add(
