@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from itertools import chain
 from typing import Any, Literal
 
 import torch
@@ -242,7 +243,7 @@ _BN_DIMS = {torch.nn.BatchNorm1d: (2, 3), torch.nn.BatchNorm2d: (4,), torch.nn.B
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
-    for t in (*model.parameters(), *model.buffers()):
+    for t in chain(model.parameters(), model.buffers()):
         return t.device if on_this_machine(t.device) else torch.device("cpu")
     return torch.device("cpu")
 
