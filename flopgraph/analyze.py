@@ -12,6 +12,7 @@ import torch
 
 from .count import module_path
 from .errors import InputError, SkippedOpWarning
+from .frontends.isolation import isolated
 from .handlers import DEFAULT, install_extensions
 from .inputs import normalize_inputs
 from .params import ParamStats, module_param_counts
@@ -19,7 +20,7 @@ from .pipeline import Frontend, run
 from .presets import FVCORE, TORCH
 from .progress import ProgressFn, no_progress
 from .records import OpRecord, TensorMeta
-from .registry import Registry, Rule, Target, default_name
+from .registry import Registry, Rule, Target, default_name, key_of
 from .report import ModuleInfo, Report
 
 Convention = Literal["default", "fvcore", "torch"]
@@ -56,7 +57,7 @@ def analyze(
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     registry = _registry(convention, handlers)
     args, kw = normalize_inputs(inputs, kwargs)
-    with _gc_paused():
+    with isolated(), _gc_paused():  # one analysis at a time, out of reach of global hooks
         counted = run(model, args, kw, registry, frontend, progress)
     report = Report(
         model=type(model).__name__,
@@ -104,7 +105,13 @@ def _registry(convention: str, handlers: Mapping[Target, Callable[..., Any]] | N
         for target, fn in handlers.items():
             if not callable(fn):
                 raise InputError(f"handler for {target!r} is not callable: {fn!r}")
-            reg.add([target], Rule(default_name(target), fn, user=True), replace=True)
+            rule = Rule(default_name(target), fn, user=True)
+            reg.add([target], rule, replace=True)
+            # the aten frontend counts some targets whole, as composites (aten.linear in
+            # the fvcore preset, F.normalize): the user's handler replaces those too
+            kind, key = key_of(target)
+            if kind in ("aten", "function") and ("composite", key) in reg:
+                reg.composite([key], rule, replace=True)
     return reg
 
 

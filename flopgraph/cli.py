@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 from rich.console import Console
 
 from . import __version__
+from .checkpoint import apply_checkpoint
 from .errors import FlopgraphError, InputError, SkippedOpWarning, UsageError
 from .examples import EXAMPLES
 from .loading import load_model, parse_inputs, parse_kwargs
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flopgraph",
         description="Exact, operator-level FLOP and MAC counts of a PyTorch model.",
         epilog="MODEL: a built-in example (--list-examples), package.module:callable "
-        "(torchvision.models:resnet50) or path/to/file.py:callable.",
+        "(torchvision.models:resnet50) or path/to/file.py:callable; saved weights come "
+        "with --checkpoint FILE.",
     )
     p.add_argument("model", nargs="?", metavar="MODEL")
     p.add_argument(
@@ -73,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a model input, e.g. 1x3x224x224 or int64:1x128 (repeatable, in order)",
     )
     p.add_argument("--kwargs", metavar="JSON", help="keyword arguments for the model constructor")
+    p.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="load this state_dict into the model (read with torch.load(weights_only=True))",
+    )
     p.add_argument(
         "--device",
         metavar="DEVICE",
@@ -191,6 +198,8 @@ def _run(ns: argparse.Namespace) -> None:
         raise UsageError(f"--format tree shows modules; use --format table with --by {ns.by}")
     inputs = parse_inputs(ns.input)
     loaded = load_model(ns.model, parse_kwargs(ns.kwargs), ns.device)
+    if ns.checkpoint:
+        apply_checkpoint(loaded.model, ns.checkpoint, ns.device)
     inputs = inputs or loaded.default_inputs
     if not inputs:
         raise UsageError(f"model {ns.model!r} needs --input (e.g. --input 1x3x224x224)")
@@ -241,7 +250,10 @@ def _comparison(model: Any, inputs: Any, ns: argparse.Namespace) -> Any:
     compare = getattr(_compare_module(), "compare", None)
     if not callable(compare):
         raise UsageError("--compare needs flopgraph.compare, which this flopgraph does not have")
-    return compare(model, inputs.args, kwargs=dict(inputs.kwargs), convention=ns.convention)
+    return compare(
+        model, inputs.args, kwargs=dict(inputs.kwargs), convention=ns.convention,
+        frontend=ns.frontend,
+    )  # fmt: skip
 
 
 def _compare_module() -> Any:

@@ -18,14 +18,22 @@ from typing import Any
 import torch
 
 from .analyze import Convention, _registry, analyze
-from .differences import Difference, ModuleRow, Reason, differences, module_rows
+from .differences import (
+    Difference,
+    ModuleRow,
+    Reason,
+    aten_differences,
+    differences,
+    module_rows,
+)
 from .errors import InputError
 from .frontends.fx import trace_fx
 from .hooks import count_hooks
 from .inputs import normalize_inputs
 from .peers import PeerResult, run_peers
+from .pipeline import Frontend
 from .records import Cost, TensorMeta
-from .report import _ancestors
+from .report import FrontendInfo, _ancestors
 
 SCHEMA_VERSION = 1
 
@@ -50,6 +58,8 @@ class Comparison:
     differences: tuple[Difference, ...]
     peers: tuple[PeerResult, ...] = ()
     """Other counters' totals on the same model and input (``peers=True``)."""
+    frontend: FrontendInfo = FrontendInfo("fx")
+    """The graph side's frontend; on aten, ops outside leaves have one reason."""
 
     @property
     def difference(self) -> Cost:
@@ -107,6 +117,11 @@ class Comparison:
             "schema_version": SCHEMA_VERSION,
             "model": self.model,
             "convention": self.convention,
+            "frontend": {
+                "name": self.frontend.name,
+                "note": self.frontend.note,
+                "real_run": self.frontend.real_run,
+            },
             "inputs": [{"shape": list(m.shape), "dtype": m.dtype} for m in self.inputs],
             "totals": {
                 "graph": _cost(self.graph),
@@ -144,24 +159,44 @@ def compare(
     *,
     kwargs: Mapping[str, Any] | None = None,
     convention: Convention = "default",
+    frontend: Frontend = "auto",
     peers: bool = False,
 ) -> Comparison:
     """Count ``model`` from its graph and with forward hooks, and explain the gap.
 
     Inputs are given as to :func:`flopgraph.analyze`; the graph and hook sides
-    use only shapes and leave the model untouched. With ``peers=True`` the
-    installed counters among thop, ptflops (both backends), fvcore and
-    FlopCounterMode also run, on deep copies of the model with real CPU
-    tensors (real arithmetic, see :mod:`flopgraph.peers`); one that is missing
-    or fails is reported as such, never raised.
+    use only shapes and leave the model untouched. ``frontend`` picks the graph
+    side's frontend as in :func:`flopgraph.analyze`: fx gives each difference its
+    reason from the graph's dataflow; the aten frontend (a model fx cannot trace)
+    records no dataflow, so its ops outside leaf modules share one reason, and a
+    forward it ran for real is hooked for real too. The fvcore and torch presets
+    cannot be compared: hooks count leaf modules by the convention's module rules,
+    and a preset has none (``peers=True`` shows those counters' own totals).
+    With ``peers=True`` the installed counters among thop, ptflops (both
+    backends), fvcore and FlopCounterMode also run, on deep copies of the model
+    with real CPU tensors (real arithmetic, see :mod:`flopgraph.peers`); one that
+    is missing or fails is reported as such, never raised.
     """
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    report = analyze(model, inputs, kwargs=kwargs, convention=convention, frontend="fx")
+    registry = _registry(convention, None)
+    if not registry.policy.fx:
+        raise InputError(
+            f"compare cannot use convention={convention!r}: hooks count each leaf module "
+            "with the convention's module rules, and this preset has none (it names only "
+            "aten ops, to reproduce its peer), so the hook side would count nothing. "
+            "Compare under convention='default'; peers=True adds fvcore's and "
+            "FlopCounterMode's own totals"
+        )
+    report = analyze(model, inputs, kwargs=kwargs, convention=convention, frontend=frontend)
     args, kw = normalize_inputs(inputs, kwargs)
-    # the same trace again, for its structure: which tensors each op reads
-    traced = trace_fx(model, args, kw, _registry(convention, None))
-    hooks = count_hooks(model, inputs, kwargs=kwargs, convention=convention)
+    real = report.frontend.real_run
+    hooks = count_hooks(model, inputs, kwargs=kwargs, convention=convention, real=real)
+    if report.frontend.name == "fx":
+        # the same trace again, for its structure: which tensors each op reads
+        diffs = differences(report, trace_fx(model, args, kw, registry), hooks, model)
+    else:
+        diffs = aten_differences(report, hooks)
     return Comparison(
         model=type(model).__name__,
         convention=convention,
@@ -169,8 +204,9 @@ def compare(
         graph=report.cost,
         hooks=hooks.cost,
         modules=module_rows(report, hooks, model),
-        differences=differences(report, traced, hooks, model),
+        differences=diffs,
         peers=run_peers(model, args, kw, report) if peers else (),
+        frontend=report.frontend,
     )
 
 

@@ -10,10 +10,9 @@ recorded aten op ends in exactly one record, or inside exactly one composite.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from .count import make_record
-from .frontends.aten import AtenOp, AtenTrace, TorchCall
+from .frontends.aten import AtenOp, AtenTrace, TorchCall, describe_call
 from .handlers.context import OpContext
 from .records import OpRecord
 from .registry import Registry, Rule, builtin_packet, default_name
@@ -81,13 +80,3 @@ def _op_record(op: AtenOp, registry: Registry, names: dict[str, int]) -> OpRecor
     ctx = OpContext("aten", op.args, op.kwargs, op.out, None, _unique(name, names), extra)
     label = str(op.op)
     return make_record(ctx, rule, op=name, target=label, module=op.module, described=label)
-
-
-def describe_call(target: Any) -> str:
-    """``torch.nn.functional.normalize``, ``Tensor.matmul``, ``torch._C._nn.linear``."""
-    if getattr(target, "__objclass__", None) is not None:  # tensor methods and operators
-        return f"Tensor.{target.__name__}"
-    module = getattr(target, "__module__", None) or ""
-    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
-    name = str(name or repr(target))
-    return f"{module}.{name}" if module else name

@@ -14,6 +14,11 @@ come from the same rule on the same shapes, so they cancel. What is left is:
 - a leaf whose graph calls and hook calls cost different amounts (for example
   a leaf called inside a function the tracer keeps as one opaque call).
 
+On the aten frontend a record carries the module it ran in but no dataflow: a
+record inside a leaf module belongs to that leaf (its outermost leaf), whose
+records are compared with its hook calls in total; every other counted record
+is one difference, "outside leaf modules", without the finer reasons above.
+
 By construction, graph total minus hook total equals the sum of these, per
 module and in total; :class:`~flopgraph.compare.Comparison` checks it.
 """
@@ -32,7 +37,7 @@ from .errors import TraceError
 from .frontends.fx import TracedGraph
 from .hooks import HookCount
 from .records import Cost, OpRecord, Status, TensorMeta
-from .report import Report
+from .report import Report, _ancestors
 
 
 class Reason(str, Enum):
@@ -42,6 +47,7 @@ class Reason(str, Enum):
     PARAMETER = "parameter outside leaf modules"
     BYPASSED_LEAF = "leaf outside __call__"
     LEAF_MISMATCH = "leaf counted differently"
+    OUTSIDE_LEAVES = "outside leaf modules"
 
     @property
     def explanation(self) -> str:
@@ -64,6 +70,12 @@ _EXPLANATIONS = {
     Reason.LEAF_MISMATCH: (
         "a leaf module whose hook calls cost other than its graph calls (e.g. it ran "
         "inside a function the tracer keeps as one opaque call)"
+    ),
+    Reason.OUTSIDE_LEAVES: (
+        "an op that ran outside every leaf module's __call__ (aten frontend): a function, "
+        "method or operator, an op on a parameter no leaf owns, or a leaf's forward called "
+        "directly; aten records keep the module an op ran in, not the tensors it read, so "
+        "these are not told apart"
     ),
 }
 
@@ -133,7 +145,35 @@ def differences(
         out.append(
             Difference(r.module, r.op, r.target, r.node, reason, detail, r.inputs, r.macs, r.flops)
         )
-    out.extend(_leaf_mismatches(report, hooks))
+    graph: dict[str, list[OpRecord]] = {}
+    for r in report.records:
+        if r.kind == "call_module":
+            graph.setdefault(r.module, []).append(r)
+    out.extend(_leaf_mismatches(graph, hooks))
+    return tuple(out)
+
+
+def aten_differences(report: Report, hooks: HookCount) -> tuple[Difference, ...]:
+    """Every op that makes graph total minus hook total, for a report of the aten
+    frontend: records outside leaves one by one, then leaves counted differently."""
+    leaves = set(hooks.leaves)
+    graph: dict[str, list[OpRecord]] = {}
+    out: list[Difference] = []
+    for r in report.records:
+        if not (r.macs or r.flops):
+            continue
+        leaf = next((p for p in _ancestors(r.module) if p in leaves), None)
+        if leaf is not None:
+            graph.setdefault(leaf, []).append(r)
+            continue
+        detail = f"{r.target} in {r.module or 'the model'}'s forward"
+        out.append(
+            Difference(
+                r.module, r.op, r.target, r.node, Reason.OUTSIDE_LEAVES, detail, r.inputs,
+                r.macs, r.flops,
+            )  # fmt: skip
+        )
+    out.extend(_leaf_mismatches(graph, hooks))
     return tuple(out)
 
 
@@ -218,11 +258,8 @@ def _bypass_detail(names: list[str], hooks: HookCount) -> Iterator[str]:
             yield f"{used} of leaf {owner!r} used outside its __call__"
 
 
-def _leaf_mismatches(report: Report, hooks: HookCount) -> Iterable[Difference]:
-    graph: dict[str, list[OpRecord]] = {}
-    for r in report.records:
-        if r.kind == "call_module":
-            graph.setdefault(r.module, []).append(r)
+def _leaf_mismatches(graph: dict[str, list[OpRecord]], hooks: HookCount) -> Iterable[Difference]:
+    """Leaves (path -> the graph's records of its calls) whose hook calls cost otherwise."""
     hooked: dict[str, list[Cost]] = {}
     for c in hooks.calls:
         hooked.setdefault(c.path, []).append(c.cost)
@@ -234,7 +271,7 @@ def _leaf_mismatches(report: Report, hooks: HookCount) -> Iterable[Difference]:
         records = graph.get(path, [])
         op = records[0].op if records else next(c.op for c in hooks.calls if c.path == path)
         detail = (
-            f"graph: {len(records)} call(s), {g.flops:,} FLOPs; "
+            f"graph: {len(records)} record(s), {g.flops:,} FLOPs; "
             f"hooks: {len(hooked.get(path, []))} call(s), {h.flops:,} FLOPs"
         )
         inputs = records[0].inputs if records else ()

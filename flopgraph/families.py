@@ -32,6 +32,7 @@ _BY_MODULE: dict[str, Family] = {
 _BY_NAME: dict[str, Family] = {
     "interpolate": "contraction", "dropout": "elementwise", "stochastic_depth": "elementwise",
     "embedding_bag": "reduction", "shifted_window_attention": "attention",
+    "roi_align": "pooling", "roi_pool": "pooling",  # torchvision's RoI pools
     "convolution": "contraction",  # the aten frontend's name for every convolution
 }  # fmt: skip
 

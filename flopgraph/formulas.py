@@ -23,10 +23,11 @@ def numel(shape: Shape) -> int:
 
 
 def linear(x: Shape, weight: Shape, bias: bool) -> Cost:
-    # x[..., I] @ W[O, I]^T: numel(x) / I rows, each I * O multiply-adds
+    # x[..., I] @ W[O, I]^T: numel(x) / I rows, each I * O multiply-adds (the rows are
+    # x's leading dims, which also holds for I = 0, where only the bias is added)
     in_features = weight[-1]
     out_features = weight[0] if len(weight) == 2 else 1
-    rows = numel(x) // in_features if in_features else 0
+    rows = numel(x[:-1])
     macs = rows * in_features * out_features
     return Cost(macs, 2 * macs + (rows * out_features if bias else 0))
 
@@ -358,6 +359,17 @@ def adaptive_pool(inp: Shape, out: Shape, dims: int) -> Cost:
     lead = numel(out[: len(out) - dims])
     per = prod(adaptive_window_sum(n, m) for n, m in zip(inp[-dims:], out[-dims:], strict=True))
     return Cost(0, lead * per)
+
+
+def roi_align(out: Shape, samples_per_bin: int) -> Cost:
+    """RoIAlign (and its position-sensitive form) on out[K, C, PH, PW]: every bin
+    averages ``samples_per_bin`` bilinear samples of one channel.
+
+    Each sample is a bilinear interpolation (4 taps, as ``interpolate``) and the
+    average over a bin's samples is section C's mean (numel of the samples).
+    """
+    samples = numel(out) * samples_per_bin  # [K, C, PH, PW, grid_h * grid_w]
+    return interpolate("bilinear", (samples,)) + mean((samples,))
 
 
 # --- F. embedding ----------------------------------------------------------------------

@@ -40,6 +40,7 @@ from torch.fx.node import map_aggregate
 from .analyze import Convention, _registry
 from .count import _validate
 from .errors import FlopgraphError, HandlerError, InputError, PropagationError
+from .frontends.isolation import isolated
 from .handlers.context import OpContext
 from .inputs import describe_inputs, normalize_inputs
 from .records import Cost, TensorMeta
@@ -103,22 +104,28 @@ def count_hooks(
     *,
     kwargs: Mapping[str, Any] | None = None,
     convention: Convention = "default",
+    real: bool = False,
 ) -> HookCount:
     """Count ``model`` on ``inputs`` with forward hooks on its leaf modules only.
 
     Inputs are given as to :func:`flopgraph.analyze`. Only shapes are used and
-    the model is left exactly as it was (see the module docstring).
+    the model is left exactly as it was (see the module docstring). ``real``: run
+    on copies of the (real) inputs and weights instead, for a forward whose control
+    flow needs tensor values (as the aten frontend's real run).
     """
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     registry = _registry(convention, None)
     args, kw = normalize_inputs(inputs, kwargs)
-    try:
-        return _Run(model, registry, "meta").run(args, kw)
-    except PropagationError:
-        # as in shape propagation: meta tensors cannot meet tensors a forward
-        # creates on a real device; fake tensors can
-        return _Run(model, registry, "fake").run(args, kw)
+    with isolated():  # the user's global hooks must not run on the shadow either
+        if real:
+            return _Run(model, registry, "real").run(args, kw)
+        try:
+            return _Run(model, registry, "meta").run(args, kw)
+        except PropagationError:
+            # as in shape propagation: meta tensors cannot meet tensors a forward
+            # creates on a real device; fake tensors can
+            return _Run(model, registry, "fake").run(args, kw)
 
 
 class _Run:
@@ -194,7 +201,7 @@ class _Run:
         def hook(module: torch.nn.Module, args: Any, kwargs: Any, output: Any) -> None:
             self.active.pop()
             if not self.active:  # a leaf inside a leaf is its parent's business
-                self.calls.append(self._call(path, args, kwargs, output))
+                self.calls.append(self._call(path, module, args, kwargs, output))
 
         return hook
 
@@ -205,9 +212,13 @@ class _Run:
 
         return run
 
-    def _call(self, path: str, args: Any, kwargs: Any, output: Any) -> HookCall:
-        """The cost of one leaf call, decided as the graph's counting pass decides it."""
-        rule, module = self.rules[path], self.user[path]
+    def _call(
+        self, path: str, module: torch.nn.Module, args: Any, kwargs: Any, output: Any
+    ) -> HookCall:
+        """The cost of one leaf call, decided as the graph's counting pass decides it.
+        The handler reads the shadow ``module``: the user's settings, but twin tensors (a
+        parametrized weight computed on the user's module would update its state)."""
+        rule = self.rules[path]
         ctx = OpContext(
             kind="call_module",
             args=to_meta(tuple(args)),

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from .checkpoint import is_saved_file, refuse_saved_model
 from .errors import UsageError
 from .examples import EXAMPLES
 from .inputs import TensorSpec
@@ -106,7 +107,10 @@ def parse_kwargs(text: str | None) -> dict[str, Any]:
 
 
 def load_model(spec: str, kwargs: Mapping[str, Any], device: str | None = None) -> LoadedModel:
-    """Build the model ``spec`` names, in eval mode, under ``torch.device(device)``."""
+    """Build the model ``spec`` names, in eval mode, under ``torch.device(device)``. A
+    saved file is refused, after a safe look at what it holds (see :mod:`.checkpoint`)."""
+    if is_saved_file(spec):
+        raise refuse_saved_model(spec, device)
     if spec in EXAMPLES:
         ex = EXAMPLES[spec]
         model = _build(ex.build, spec, kwargs, device)

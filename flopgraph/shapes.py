@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from itertools import chain
 from typing import Any, Literal
 
 import torch
@@ -53,7 +54,7 @@ class _Twins:
     def tensor(self, t: torch.Tensor) -> torch.Tensor:
         twin = self._tensors.get(id(t))
         if twin is None:
-            if self.fake_mode is not None and t.device.type == "meta":
+            if self.fake_mode is not None and not _has_kernels(t):
                 with self.fake_mode:
                     twin = torch.empty_strided(
                         t.shape, t.stride(), dtype=t.dtype, device=self.device
@@ -71,7 +72,10 @@ class _Twins:
         """A shallow copy of ``m`` whose tensors are twins and whose hooks are empty."""
         shadow = self._modules.get(id(m))
         if shadow is None:
-            d = dict(m.__dict__)
+            # plain tensor attributes too: an in-place op on one must not reach the user's
+            # (fake mode runs ops on small real tensors for real, as constants)
+            d = {k: self._maybe(v) if isinstance(v, torch.Tensor) else v
+                 for k, v in m.__dict__.items()}  # fmt: skip
             d["_parameters"] = {k: self._maybe(v) for k, v in m._parameters.items()}
             d["_buffers"] = {k: self._maybe(v) for k, v in m._buffers.items()}
             d["_modules"] = {
@@ -233,11 +237,27 @@ def _check_dtypes(tensors: Any, op: str) -> None:
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for b in model.buffers():
-        return b.device
+    for t in chain(model.parameters(), model.buffers()):
+        return t.device if on_this_machine(t.device) else torch.device("cpu")
     return torch.device("cpu")
+
+
+def on_this_machine(device: torch.device) -> bool:
+    """Whether kernels of ``device`` can run here: never for an accelerator this
+    machine lacks (a fake tensor on "cuda" without a GPU), whose twins go to the CPU."""
+    if device.type in ("cpu", "meta"):
+        return True
+    backend = getattr(torch, device.type, None)
+    is_available = getattr(backend, "is_available", None)
+    try:
+        return bool(is_available()) if callable(is_available) else False
+    except Exception:  # a backend that cannot even say: treat it as absent
+        return False
+
+
+def _has_kernels(t: torch.Tensor) -> bool:
+    """A tensor a fake twin may copy as it is (not meta, and on a device usable here)."""
+    return t.device.type != "meta" and on_this_machine(t.device)
 
 
 def _fetch(root: torch.nn.Module, target: str) -> Any:

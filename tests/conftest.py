@@ -25,33 +25,86 @@ def flop_counter_total(model, *inputs, **kwargs) -> int:
     return fc.get_total_flops()
 
 
+GLOBAL_HOOK_DICTS = tuple(
+    name
+    for name, value in vars(torch.nn.modules.module).items()
+    if name.startswith("_global_") and "hook" in name and isinstance(value, dict)
+)
+"""torch's process-wide module hook dicts (forward, pre, backward, registration ...)."""
+
+
+def _data(t: torch.Tensor):
+    """A copy of a tensor's values, or None where it has none (meta, fake)."""
+    from torch._subclasses.fake_tensor import is_fake
+
+    if t.device.type == "meta" or is_fake(t):
+        return None
+    return t.detach().clone()
+
+
+def _tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    # named_* rather than state_dict(): a user's state_dict hooks must not run here
+    out = dict(model.named_parameters(remove_duplicate=False))
+    out.update(model.named_buffers(remove_duplicate=False))
+    return out
+
+
 def snapshot(model: torch.nn.Module) -> dict:
-    """Everything an analysis must leave as it found it."""
+    """Everything an analysis must leave as it found it: tensor values, identities and
+    version counters (an in-place write bumps them, on meta too), gradients, flags,
+    every hook dict of every module and of torch's globals, and each module's
+    ``__dict__`` (keys and the identity of each value)."""
+    tensors = _tensors(model)
+    modules = dict(model.named_modules(remove_duplicate=False))
+    params = dict(model.named_parameters(remove_duplicate=False))
     return {
-        "state": {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()},
-        "ids": {k: id(v) for k, v in model.state_dict(keep_vars=True).items()},
-        "training": {n: m.training for n, m in model.named_modules()},
-        "requires_grad": {n: p.requires_grad for n, p in model.named_parameters()},
-        "hooks": {
-            n: (
-                dict(m._forward_hooks),
-                dict(m._forward_pre_hooks),
-                dict(m._backward_hooks),
-            )
-            for n, m in model.named_modules()
+        "state": {k: _data(v) for k, v in tensors.items()},
+        "meta": {k: (v.dtype, tuple(v.shape), v.device) for k, v in tensors.items()},
+        "ids": {k: id(v) for k, v in tensors.items()},
+        "versions": {k: v._version for k, v in tensors.items()},
+        "tensor_attrs": {k: {a: id(x) for a, x in vars(v).items()} for k, v in tensors.items()},
+        "grads": {
+            n: None if p.grad is None else (id(p.grad), p.grad._version, _data(p.grad))
+            for n, p in params.items()
         },
-        "attrs": {n: sorted(vars(m)) for n, m in model.named_modules()},
+        "training": {n: m.training for n, m in modules.items()},
+        "requires_grad": {n: p.requires_grad for n, p in params.items()},
+        "hooks": {
+            n: {k: dict(v) for k, v in vars(m).items() if "hook" in k and isinstance(v, dict)}
+            for n, m in modules.items()
+        },
+        "attrs": {n: {k: id(v) for k, v in vars(m).items()} for n, m in modules.items()},
+        "containers": {
+            n: {
+                k: {name: id(x) for name, x in getattr(m, k).items()}
+                for k in ("_parameters", "_buffers", "_modules")
+            }
+            for n, m in modules.items()
+        },  # fmt: skip
+        "globals": {
+            name: dict(getattr(torch.nn.modules.module, name)) for name in GLOBAL_HOOK_DICTS
+        },
     }
 
 
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+
+
 def assert_untouched(model: torch.nn.Module, before: dict) -> None:
+    """``model`` (and torch's global hooks) are as ``snapshot`` saw them, bitwise."""
     after = snapshot(model)
-    assert after["ids"] == before["ids"]
-    assert after["state"].keys() == before["state"].keys()
+    assert after["ids"] == before["ids"], "a parameter or buffer was replaced"
     for k, v in before["state"].items():
-        w = after["state"][k]
-        assert v.dtype == w.dtype and v.shape == w.shape, k
-        if v.device.type != "meta":
-            assert torch.equal(v, w), f"{k} changed"
-    for key in ("training", "requires_grad", "hooks", "attrs"):
+        assert _same(v, after["state"][k]), f"{k} changed"
+    for k, grad in before["grads"].items():
+        now = after["grads"][k]
+        assert (grad is None) == (now is None), f"{k}.grad appeared or vanished"
+        if grad is not None:
+            assert grad[:2] == now[:2] and _same(grad[2], now[2]), f"{k}.grad changed"
+    keys = ("meta", "versions", "tensor_attrs", "training", "requires_grad", "hooks", "attrs",
+            "containers", "globals")  # fmt: skip
+    for key in keys:
         assert after[key] == before[key], key

@@ -23,6 +23,49 @@ class Fn(nn.Module):
         return self.fn(*args)
 
 
+class Residual(nn.Module):
+    """fc -> residual add -> layer norm -> functional relu, on [..., 8]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, x):
+        return self.norm(x + self.fc(x)).relu()
+
+
+class AssertingResidual(Residual):
+    """The same with a shape assert, which fx cannot trace (the aten frontend can)."""
+
+    def forward(self, x):
+        assert x.shape[-1] == 8, "wrong width"
+        return super().forward(x)
+
+
+class ValueBranch(nn.Module):
+    """Control flow on a value: only a real run can count it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        if x.mean() > 0:
+            return self.fc(x)
+        return x
+
+
+def meta_input(value):
+    """A shape tuple or TensorSpec as a meta tensor, for peers that need tensors;
+    anything else unchanged."""
+    if isinstance(value, flopgraph.TensorSpec):
+        return value.materialize()
+    if isinstance(value, tuple) and all(isinstance(s, int) for s in value):
+        return torch.empty(value, device="meta")
+    return value
+
+
 def cost_of(model: nn.Module, *shapes, **kw) -> flopgraph.Cost:
     """The single counted op's cost (asserting exactly one op is counted)."""
     report = flopgraph.analyze(model, tuple(flopgraph.TensorSpec(s) for s in shapes), **kw)

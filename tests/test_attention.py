@@ -176,13 +176,18 @@ def test_transformer_encoder_layer_by_hand():
     assert cost_of(layer, (n, tl, 32)) == expected
 
 
-def test_transformer_encoder_layer_training_dropouts():
-    layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, dropout=0.0).train()
+@pytest.mark.parametrize("p", [0.0, 0.1])
+def test_transformer_encoder_layer_training_dropouts(p):
+    layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, dropout=p).train()
     tokens = 6 * 2
     expected = mha_expected(2, 6, 6, 32, 32, 32, 4) + ffn(tokens, 32, 64, residuals=2)
-    # three nn.Dropout modules run in training: after the activation and on both branches
-    dropouts = tokens * 64 + 2 * tokens * 32
+    # with p > 0 three nn.Dropout modules run in training (after the activation and on both
+    # branches), and the attention weights' dropout: 2 * 4 heads * 6 * 6 scores = 288; p = 0
+    # is the identity (torch returns the input), as in eval
+    dropouts = tokens * 64 + 2 * tokens * 32 + 288 if p else 0
     assert cost_of(layer, (6, 2, 32)) == Cost(expected.macs, expected.flops + dropouts)
+    at = flopgraph.analyze(layer, (6, 2, 32), frontend="aten")
+    assert at.cost == Cost(expected.macs, expected.flops + dropouts)
 
 
 def test_nn_transformer_by_hand():

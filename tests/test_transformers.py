@@ -2,35 +2,21 @@
 
 import pytest
 import torch
+from conftest import flop_counter_total
+from helpers import meta_input
 from test_presets import assert_matches_flop_counter, fvcore_analysis
 
 import flopgraph
-from flopgraph import TensorSpec
+from flopgraph import zoo
+from flopgraph.zoo import TOKENS, bert, gpt2, llama
 
 transformers = pytest.importorskip("transformers")
 
-IDS = TensorSpec((1, 128), torch.int64)
-
-
-def gpt2(**kw):
-    return transformers.GPT2LMHeadModel(transformers.GPT2Config(**kw))
-
-
-def bert(**kw):
-    return transformers.BertModel(transformers.BertConfig(**kw))
-
-
-def llama(**kw):
-    config = transformers.LlamaConfig(
-        hidden_size=512, intermediate_size=1376, num_hidden_layers=4, num_attention_heads=8,
-        vocab_size=32000, **kw,
-    )  # fmt: skip
-    return transformers.LlamaForCausalLM(config)
+IDS = TOKENS  # input_ids 1 x 128
 
 
 def on_meta(build, **kw):
-    with torch.device("meta"):
-        return build(**kw).eval()
+    return zoo.on_meta(lambda: build(**kw))
 
 
 def block_macs(tokens, dim, ff, heads, gated=False):
@@ -64,6 +50,74 @@ def test_counted_on_the_aten_frontend_with_nothing_skipped(name):
     assert report.macs == macs
     attention = [r for r in report.records if r.op == "scaled_dot_product_attention"]
     assert attention and all(r.kind == "composite" for r in attention)
+
+
+def attention_macs(q_len, kv_len, dim, inner, heads):
+    """One attention by hand: q and output projections over the queries, k and v over
+    the keys (dim <-> inner = heads x head_dim), and the core heads x L x S x 2 head_dim."""
+    projections = 2 * q_len * dim * inner + 2 * kv_len * dim * inner
+    return projections + heads * q_len * kv_len * 2 * (inner // heads)
+
+
+def t5_macs(config, enc_len, dec_len):
+    """T5ForConditionalGeneration from its config: encoder blocks (self-attention, ReLU
+    MLP d_model -> d_ff -> d_model), decoder blocks (self-attention, cross-attention on
+    the encoder's output, MLP) and the lm_head over the vocabulary."""
+    dim, ff, heads = config.d_model, config.d_ff, config.num_heads
+    inner = heads * config.d_kv
+    assert config.feed_forward_proj == "relu"  # two matrices (a gated MLP has three)
+    encoder = attention_macs(enc_len, enc_len, dim, inner, heads) + 2 * enc_len * dim * ff
+    decoder = (
+        attention_macs(dec_len, dec_len, dim, inner, heads)  # self-attention
+        + attention_macs(dec_len, enc_len, dim, inner, heads)  # cross-attention
+        + 2 * dec_len * dim * ff
+    )
+    lm_head = dec_len * dim * config.vocab_size
+    return config.num_layers * encoder + config.num_decoder_layers * decoder + lm_head
+
+
+def vit_macs(config, num_labels):
+    """ViTForImageClassification from its config: the patch embedding (a convolution
+    patch x patch, stride patch), blocks over the patches and the class token, and the
+    classifier on the class token alone."""
+    dim, patch = config.hidden_size, config.patch_size
+    patches = (config.image_size // patch) ** 2
+    tokens = patches + 1
+    embedding = patches * config.num_channels * patch * patch * dim
+    block = (
+        attention_macs(tokens, tokens, dim, dim, config.num_attention_heads)
+        + 2 * tokens * dim * config.intermediate_size
+    )
+    return embedding + config.num_hidden_layers * block + dim * num_labels
+
+
+ZOO_ENTRIES = {e.name.partition(":")[2]: e for e in zoo.transformers_models()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, expected", [
+    # t5-small (d_model 512, d_ff 2048, 8 heads of 64, 6 + 6 layers, vocab 32_128) on 128
+    # encoder and 32 decoder tokens: 6 * 419_430_400 + 6 * 189_792_256 + 526_385_152
+    ("t5", 4_181_721_088),
+    # ViT-B/16 (768 wide, 12 layers of 12 heads, MLP 3072) on 224 x 224, 2 labels:
+    # 115_605_504 + 12 * 1_453_954_560 + 1_536
+    ("vit", 17_563_061_760),
+])  # fmt: skip
+def test_t5_and_vit_by_hand_and_against_flop_counter_mode(name, expected):
+    entry = ZOO_ENTRIES[name]
+    model = entry.build()
+    report = flopgraph.analyze(model, entry.inputs, kwargs=entry.kwargs)
+    if name == "t5":
+        macs = t5_macs(model.config, TOKENS.shape[1], entry.kwargs["decoder_input_ids"].shape[1])
+    else:
+        macs = vit_macs(model.config, model.config.num_labels)
+    assert report.macs == macs == expected
+    assert report.skipped == {}
+    assert report.frontend.name == "aten" and report.frontend.note.startswith("fx was not used:")
+    # no interpolation in either: FlopCounterMode on meta counts 2 per multiply-add
+    args = [meta_input(a) for a in entry.inputs]
+    kwargs = {k: meta_input(v) for k, v in entry.kwargs.items()}
+    assert 2 * report.macs == flop_counter_total(model, *args, **kwargs)
 
 
 @pytest.mark.slow

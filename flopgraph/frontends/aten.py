@@ -20,9 +20,11 @@ forward runs for real on copies of the weights, and the trace says so.
 
 from __future__ import annotations
 
+import inspect
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -40,9 +42,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves, tree_map
 
 from ..errors import TraceError
-from ..shapes import _Twins, to_meta
+from ..records import TensorMeta
+from ..shapes import _check_dtypes, _Twins, on_this_machine, to_meta
 from .fastfake import MISS, FastFake, fast_fake
-from .fx import _one_line, _where
+from .fx import _bind, _one_line, _where
+from .isolation import isolated
 
 _DATA_DEPENDENT = (DataDependentOutputException, DynamicOutputShapeException)
 _QUERIES = frozenset(
@@ -50,6 +54,12 @@ _QUERIES = frozenset(
     for n in ("is_contiguous", "size", "stride", "storage_offset", "numel", "dim",
               "sym_size", "sym_stride", "sym_numel", "sym_storage_offset")
 )  # fmt: skip
+# Fake kernels of these contractions accept operands of two dtypes, which real kernels
+# refuse: the positions of the two operands, checked as fx checks its modules.
+_OPERANDS = {
+    **dict.fromkeys(("mm", "bmm", "mv", "dot", "vdot", "convolution", "_convolution"), (0, 1)),
+    **dict.fromkeys(("addmm", "baddbmm", "addmv", "addbmm"), (1, 2)),
+}
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,24 @@ class AtenTrace:
                 yield item
 
 
+@dataclass(frozen=True)
+class _Failure:
+    """Where an exception went through the recorder: the innermost op that raised
+    it, the torch call that op ran in, the module and the inputs it saw."""
+
+    error: BaseException
+    op: str
+    module: str
+    inputs: tuple[TensorMeta, ...]
+    call: str = ""
+
+    def describe(self) -> str:
+        call = f" (in {self.call})" if self.call and self.call != self.op else ""
+        where = f" in module {self.module!r}" if self.module else ""
+        seen = ", ".join(map(str, self.inputs)) or "no tensor inputs"
+        return f"{self.op}{call}{where} failed on inputs {seen}: "
+
+
 class _Recorder:
     """Collects records from both modes and the module stack from the hooks."""
 
@@ -109,6 +137,7 @@ class _Recorder:
         self.calls: dict[str, int] = {}
         self.items: list[TorchCall | AtenOp] = []
         self.frame: list[AtenOp] | None = None
+        self.failure: _Failure | None = None
 
     @property
     def path(self) -> str:
@@ -120,8 +149,13 @@ class _Recorder:
             self.stack.append(path)
             self.calls[path] = self.calls.get(path, 0) + 1
 
-    def leave(self, module: torch.nn.Module, *_: Any) -> None:
+    def leave(self, module: torch.nn.Module, args: Any = (), *_: Any) -> None:
         if id(module) in self.paths and self.stack:
+            # an always-called hook runs inside the module's except block when its
+            # forward raised: the innermost module a Python-level error came from
+            error = sys.exc_info()[1]
+            if isinstance(error, Exception):
+                self.failed(error, type(module).__name__, args, {})
             self.stack.pop()
 
     def call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -131,6 +165,9 @@ class _Recorder:
         self.frame, module = frame, self.path
         try:
             out = func(*args, **kwargs)
+        except Exception as e:
+            self.failed(e, describe_call(func), args, kwargs, call=True)
+            raise
         finally:
             self.frame = None
         if frame:
@@ -140,13 +177,43 @@ class _Recorder:
         return out
 
     def op(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        out = MISS if self.fast is None else self.fast(func, args, kwargs)
-        if out is MISS:
-            out = func(*args, **kwargs)
+        try:
+            operands = _OPERANDS.get(func.overloadpacket.__name__)
+            if operands is not None:
+                _check_dtypes([args[i] for i in operands if i < len(args)], str(func))
+            out = MISS if self.fast is None else self.fast(func, args, kwargs)
+            if out is MISS:
+                out = func(*args, **kwargs)
+        except Exception as e:
+            self.failed(e, str(func), args, kwargs)
+            raise
         if func.namespace != "prim" and func not in _QUERIES:
             rec = AtenOp(func, to_meta(args), to_meta(kwargs), to_meta(out), self.path)
             (self.frame if self.frame is not None else self.items).append(rec)
         return out
+
+    def failed(self, e: Exception, label: str, args: Any, kwargs: Any, call: bool = False) -> None:
+        """Remember where ``e`` first went through the recorder (an op, then the torch
+        call around it adds its name)."""
+        if self.failure is not None and self.failure.error is e:
+            if call and not self.failure.call:
+                self.failure = replace(self.failure, call=label)
+            return
+        leaves = tree_leaves((args, kwargs))
+        inputs = tuple(TensorMeta.of(t) for t in leaves if isinstance(t, torch.Tensor))
+        self.failure = _Failure(e, label, self.path, inputs, label if call else "")
+
+    def failure_of(self, e: BaseException) -> str:
+        """``op (in call) in module 'm' failed on inputs ...: `` for an exception the
+        recorder saw ``e`` grow from, else ``""`` (an error raised by Python code)."""
+        seen: set[int] = set()
+        cause: BaseException | None = e
+        while cause is not None and id(cause) not in seen and self.failure is not None:
+            if cause is self.failure.error:
+                return self.failure.describe()
+            seen.add(id(cause))
+            cause = cause.__cause__ or cause.__context__
+        return ""
 
 
 class _CallMode(TorchFunctionMode):
@@ -178,21 +245,32 @@ def trace_aten(
 ) -> AtenTrace:
     """Record ``model``'s forward on ``args``/``kwargs``: on fake tensors, or for real
     when its control flow needs tensor values and every input is a real tensor."""
+    _check_inputs(model, args, kwargs)
+    with isolated():
+        try:
+            return _record(model, args, kwargs, "fake")
+        except _DATA_DEPENDENT as e:
+            line = _where(e) or " (the line was not found)"
+            dynamic = isinstance(e, DynamicOutputShapeException)
+            what = "the output shape of an op" if dynamic else "control flow"
+            reason = f"{what} depends on tensor values{line}"
+            if not _can_run_for_real(model, args, kwargs):
+                raise TraceError(
+                    f"{type(model).__name__} cannot be counted from shapes alone: {reason}. "
+                    "Pass real input tensors (and a model on a real device) so the forward can "
+                    "run for real and count the branch it takes."
+                ) from e
+            note = f"ran for real on copies of the inputs and weights: {reason}"
+        return _record(model, args, kwargs, "real", note)
+
+
+def _check_inputs(model: torch.nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """An InputError, as on the fx frontend, for inputs ``forward`` cannot take."""
     try:
-        return _record(model, args, kwargs, "fake")
-    except _DATA_DEPENDENT as e:
-        line = _where(e) or " (the line was not found)"
-        dynamic = isinstance(e, DynamicOutputShapeException)
-        what = "the output shape of an op" if dynamic else "control flow"
-        reason = f"{what} depends on tensor values{line}"
-        if not _can_run_for_real(model, args, kwargs):
-            raise TraceError(
-                f"{type(model).__name__} cannot be counted from shapes alone: {reason}. "
-                "Pass real input tensors (and a model on a real device) so the forward can "
-                "run for real and count the branch it takes."
-            ) from e
-        note = f"ran for real on copies of the inputs and weights: {reason}"
-    return _record(model, args, kwargs, "real", note)
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):  # a builtin forward without a signature: let it run
+        return
+    _bind(model, params, args, kwargs)
 
 
 def _record(
@@ -202,7 +280,7 @@ def _record(
     mode: str,
     note: str = "",
 ) -> AtenTrace:
-    device = _device_of(model)
+    device, moved = _device_of(model)
     twins = _Twins("real" if mode == "real" else "fake", device)
     shadow = twins.module(model)
     paths = {id(twins.module(m)): path for path, m in model.named_modules()}
@@ -220,9 +298,10 @@ def _record(
     except Exception as e:  # a failure anywhere in the model or torch
         raise TraceError(
             f"the aten frontend could not run {type(model).__name__}.forward "
-            f"({mode} tensors): {_one_line(e)}{_where(e)}"
+            f"({mode} tensors): {recorder.failure_of(e)}{_one_line(e)}{_where(e)}"
         ) from e
-    return AtenTrace(tuple(recorder.items), dict(recorder.calls), mode == "real", note)
+    notes = "; ".join(n for n in (note, moved) if n)
+    return AtenTrace(tuple(recorder.items), dict(recorder.calls), mode == "real", notes)
 
 
 @contextmanager
@@ -238,12 +317,20 @@ def _recording(recorder: _Recorder) -> Iterator[None]:
         yield
 
 
-def _device_of(model: torch.nn.Module) -> torch.device:
-    """Where fake twins live: the model's device, or the CPU for a meta model (so
-    kernels are chosen as on a real device, e.g. one fused attention op)."""
+def _device_of(model: torch.nn.Module) -> tuple[torch.device, str]:
+    """Where fake twins live, and a note when that is not the model's device: the
+    model's device, or the CPU for a meta model (so kernels are chosen as on a real
+    device, e.g. one fused attention op) and for a model on a device this machine
+    lacks (fake tensors on "cuda" without a GPU: cuda kernels cannot even be chosen
+    here, and the counts are the same)."""
     for t in (*model.parameters(), *model.buffers()):
-        return torch.device("cpu") if t.device.type == "meta" else t.device
-    return torch.device("cpu")
+        if t.device.type == "meta":
+            return torch.device("cpu"), ""
+        if not on_this_machine(t.device):
+            note = f"the model is on {t.device}, which this machine lacks: recorded on the CPU"
+            return torch.device("cpu"), note
+        return t.device, ""
+    return torch.device("cpu"), ""
 
 
 def _can_run_for_real(model: torch.nn.Module, args: Any, kwargs: Mapping[str, Any]) -> bool:
@@ -251,3 +338,13 @@ def _can_run_for_real(model: torch.nn.Module, args: Any, kwargs: Mapping[str, An
     weights = [*model.parameters(), *model.buffers()]
     real = all(t.device.type != "meta" and not is_fake(t) for t in (*tensors, *weights))
     return bool(tensors) and real
+
+
+def describe_call(target: Any) -> str:
+    """``torch.nn.functional.normalize``, ``Tensor.matmul``, ``torch._C._nn.linear``."""
+    if getattr(target, "__objclass__", None) is not None:  # tensor methods and operators
+        return f"Tensor.{target.__name__}"
+    module = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
+    name = str(name or repr(target))
+    return f"{module}.{name}" if module else name

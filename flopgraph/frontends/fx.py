@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import threading
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,12 +21,14 @@ import torch.fx
 
 from ..errors import InputError, TraceError
 from ..registry import Registry
+from .isolation import ANALYSIS_LOCK
 
 # with the separator, so that torchvision's files do not pass for torch's
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _OWN_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
-# torch.fx patches nn.Module.__call__ process-wide while it traces: one trace at a time
-_TRACE_LOCK = threading.Lock()
+# torch.fx patches nn.Module.__call__ process-wide while it traces: nothing else may run
+# modules meanwhile (see .isolation)
+_TRACE_LOCK = ANALYSIS_LOCK
 _ATOMS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device})
 """Argument types fx stores in a node as they are."""
 _SPECIALIZATION_CHECKS = (torch._assert, torch.fx._symbolic_trace._assert_is_none)
@@ -134,7 +135,7 @@ def trace_fx(
     params = _forward_params(model)
     bound = _bind(model, params, args, kwargs)
     if registry.lookup_module(type(model)) is not None:
-        return _leaf_root(model, bound)
+        return _leaf_root(structural_copy(model), bound)
     concrete = {n: v for n, v in bound.items() if not isinstance(v, torch.Tensor)}
     tracer = _Tracer(registry)
     root = structural_copy(model)
@@ -147,6 +148,12 @@ def trace_fx(
         ) from e
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     names = [p.name for p in params]
+    if len(placeholders) != len(names):  # fx flattened a container of tensors
+        raise TraceError(
+            f"torch.fx could not trace {type(model).__name__}: an input holds tensors in a "
+            f"container (dict, list or tuple), which fx turned into {len(placeholders)} "
+            f"placeholders for {len(names)} parameters"
+        )
     inputs = {ph.name: bound[name] for ph, name in zip(placeholders, names, strict=True)}
     _drop_specialization_checks(graph)
     submodules = dict(root.named_modules(remove_duplicate=False))
@@ -154,24 +161,39 @@ def trace_fx(
 
 
 def structural_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A recursive shallow copy of ``model``: the same parameters, buffers and settings,
-    but its own attribute dicts, so a forward that assigns to ``self`` during tracing
-    (a cache such as torchvision's ``AnchorGenerator.cell_anchors``) stores proxies on
-    the copy, never on the user's module, even when tracing fails."""
+    """A recursive shallow copy of ``model``: the same parameters and settings, but its
+    own attribute dicts, so a forward that assigns to ``self`` during tracing (a cache
+    such as torchvision's ``AnchorGenerator.cell_anchors``) stores proxies on the copy,
+    never on the user's module, even when tracing fails.
+
+    Buffers and plain tensor attributes are copies: fx does not proxy them, so an
+    in-place op on one in ``forward`` (BatchNorm's ``num_batches_tracked.add_(1)`` in a
+    subclass fx traces through, a parametrization's power-iteration vector) runs for
+    real while tracing, and must not reach the user's tensors. Parameters are proxied
+    and stay shared."""
     memo: dict[int, torch.nn.Module] = {}
+    tensors: dict[int, torch.Tensor] = {}
+
+    def own(v: Any) -> Any:
+        if not isinstance(v, torch.Tensor) or isinstance(v, torch.nn.Parameter):
+            return v
+        if id(v) not in tensors:
+            tensors[id(v)] = v.detach().clone()
+        return tensors[id(v)]
 
     def copy(m: torch.nn.Module) -> torch.nn.Module:
         if id(m) not in memo:
-            d = dict(m.__dict__)
+            d = {k: own(v) for k, v in m.__dict__.items()}
             clone = object.__new__(type(m))
             memo[id(m)] = clone
             d["_parameters"] = dict(m._parameters)
-            d["_buffers"] = dict(m._buffers)
+            d["_buffers"] = {k: own(v) for k, v in m._buffers.items()}
             d["_modules"] = {k: None if v is None else copy(v) for k, v in m._modules.items()}
             object.__setattr__(clone, "__dict__", d)
         return memo[id(m)]
 
-    return copy(model)
+    with torch.no_grad():
+        return copy(model)
 
 
 def _leaf_root(model: torch.nn.Module, bound: dict[str, Any]) -> TracedGraph:

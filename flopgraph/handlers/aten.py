@@ -121,7 +121,9 @@ def group_norm(ctx: OpContext) -> Cost:
     return f.normalization(ctx.y.shape, w is not None, b is not None)
 
 
-_add(["native_batch_norm", "_native_batch_norm_legit"], Rule("batch_norm", batch_norm))
+# cudnn_batch_norm / miopen_batch_norm: what batch_norm lowers to on a GPU, same positions
+_add(["native_batch_norm", "_native_batch_norm_legit", "cudnn_batch_norm", "miopen_batch_norm"],
+     Rule("batch_norm", batch_norm))  # fmt: skip
 _add(["_native_batch_norm_legit_no_training"], Rule("batch_norm", batch_norm_eval))
 # native_layer_norm(input, normalized_shape, weight, bias, eps): F.layer_norm's positions
 _add(["native_layer_norm"], Rule("layer_norm", norms.layer_norm_function))

@@ -22,18 +22,22 @@ _ALPHA_DROPOUT_FUNCTIONS = ("alpha_dropout", "feature_alpha_dropout")
 
 
 def dropout_module(ctx: OpContext) -> Cost:
-    # eval: the identity; training: one scaled-mask multiply per element
+    # eval, or p = 0: the identity (torch returns the input); training: one scaled-mask
+    # multiply per element
     assert ctx.module is not None
-    return f.elementwise(ctx.y.shape) if ctx.module.training else ZERO
+    active = ctx.module.training and float(getattr(ctx.module, "p", 0.5)) > 0
+    return f.elementwise(ctx.y.shape) if active else ZERO
 
 
 def dropout_function(default_training: bool) -> Callable[[OpContext], Cost]:
     """Handler for functional dropouts whose ``training`` flag defaults as given."""
 
     def handler(ctx: OpContext) -> Cost:
-        # F.dropout(input, p, training=True); torch.dropout(input, p, train)
+        # F.dropout(input, p=0.5, training=True); torch.dropout(input, p, train); p = 0
+        # is the identity, as in eval
         training = ctx.arg(2, "training", ctx.kwargs.get("train", default_training))
-        return f.elementwise(ctx.y.shape) if training else ZERO
+        active = training and float(ctx.arg(1, "p", 0.5)) > 0
+        return f.elementwise(ctx.y.shape) if active else ZERO
 
     return handler
 

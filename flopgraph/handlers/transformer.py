@@ -52,8 +52,10 @@ def _feed_forward(
     cost += f.elementwise(x, residuals)  # residual adds
     for i in range(1, residuals + 1):
         cost += _norm(getattr(layer, f"norm{i}"), x)
-    if layer.training:
-        cost += f.elementwise(hidden) + f.elementwise(x, residuals)
+    if layer.training:  # a dropout with p = 0 is the identity, as in eval
+        cost += f.elementwise(hidden) if layer.dropout.p > 0 else Cost()
+        active = sum(getattr(layer, f"dropout{i}").p > 0 for i in range(1, residuals + 1))
+        cost += f.elementwise(x, active)
     return cost
 
 

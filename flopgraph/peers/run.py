@@ -29,8 +29,8 @@ import torch
 from torch import nn
 from torch.fx.node import map_aggregate
 
+from ..frontends.isolation import isolated
 from ..report import Report
-from ..shapes import _HOOK_DICTS
 from .conventions import MODELS
 from .results import Gap, GapKind, PeerResult, Unit, explain
 
@@ -115,8 +115,10 @@ PEERS: tuple[PeerSpec, ...] = (
 def run_peers(
     model: nn.Module, args: tuple[Any, ...], kw: Mapping[str, Any], report: Report
 ) -> tuple[PeerResult, ...]:
-    """Every peer's total and its labelled gaps to ``report`` (never raises)."""
-    return tuple(run_peer(spec, model, args, kw, report) for spec in PEERS)
+    """Every peer's total and its labelled gaps to ``report`` (never raises). The
+    user's global module hooks do not see the peers' copies (see frontends.isolation)."""
+    with isolated():
+        return tuple(run_peer(spec, model, args, kw, report) for spec in PEERS)
 
 
 def run_peer(
@@ -151,11 +153,13 @@ def _with(result: PeerResult, **changes: Any) -> PeerResult:
 
 
 def _copy(model: nn.Module) -> nn.Module:
-    """A deep copy a peer may change at will: no user hooks, real (CPU) tensors."""
+    """A deep copy a peer may change at will: no user hooks of any kind (forward,
+    backward, state_dict, load_state_dict: the copies of the user's hook functions would
+    still act on the user's objects), real (CPU) tensors."""
     clone = copy.deepcopy(model)
     for m in clone.modules():
-        for name in _HOOK_DICTS:
-            if name in vars(m):
+        for name, value in list(vars(m).items()):
+            if "hook" in name and isinstance(value, dict):
                 setattr(m, name, OrderedDict())
     tensors = list(chain(clone.parameters(), clone.buffers()))
     if any(t.is_meta for t in tensors):

@@ -200,10 +200,10 @@ def _build() -> Registry:
     t.add([aten.mm, aten.bmm], Rule("matmul", matmul))
     t.add([aten.addmm], Rule("addmm", addmm))
     t.add([aten.convolution, aten._convolution], Rule("conv", conv(None)))
-    t.add(
-        [aten.native_batch_norm, aten._native_batch_norm_legit],
-        Rule("batch_norm", batch_norm(1, 5)),
-    )
+    # cudnn_batch_norm, miopen_batch_norm: what batch_norm lowers to on a GPU
+    batch_norms = [aten.native_batch_norm, aten._native_batch_norm_legit]
+    t.add([*batch_norms, aten.cudnn_batch_norm, aten.miopen_batch_norm],
+          Rule("batch_norm", batch_norm(1, 5)))  # fmt: skip
     t.add([aten._native_batch_norm_legit_no_training], Rule("batch_norm", batch_norm(1, None)))
     t.add([aten.native_layer_norm], Rule("norm", norm(2)))
     t.add([aten.native_group_norm], Rule("norm", norm(1)))

@@ -83,8 +83,10 @@ def _notable(r: ModuleRow) -> bool:
 def _summary(c: Comparison) -> list[str]:
     inputs = ", ".join(map(str, c.inputs)) or "no tensor input"
     d = c.difference
+    real = ", real run" if c.frontend.real_run else ""
     return [
-        f"Input {inputs}; convention {c.convention}.",
+        f"Input {inputs}; convention {c.convention}; graph from the {c.frontend.name} "
+        f"frontend{real}.",
         f"Graph: {c.graph.flops:,} FLOPs, {c.graph.macs:,} MACs. "
         f"Hooks on leaf modules: {c.hooks.flops:,} FLOPs, {c.hooks.macs:,} MACs. "
         f"Hooks miss {d.flops:,} FLOPs ({d.macs:,} MACs) in {len(c.differences)} op(s).",

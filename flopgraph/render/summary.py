@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..records import Status
-from ..report import Report
+from ..report import FrontendInfo, Report
 from .cells import Units, nbytes, number, shapes
 from .ops import activation_bytes
 
@@ -16,11 +16,11 @@ def _exact(n: int, units: Units) -> str:
 
 def totals_items(report: Report, units: Units = "auto") -> list[tuple[str, str]]:
     """Model and input, FLOPs and MACs under the named convention, parameters,
-    buffers, activation bytes, and how many ops were counted, free and skipped."""
+    buffers, activation bytes, how many ops were counted, free and skipped, and the
+    frontend that counted them."""
     p = report.params
     counts = report.status_counts()
     inputs = shapes(report.inputs) or "no tensor input"
-    frontend = report.frontend.name + (f" ({report.frontend.note})" if report.frontend.note else "")
     return [
         ("model", f"{report.model} on {inputs}"),
         ("FLOPs", f"{_exact(report.flops, units)} · convention {report.convention}"),
@@ -37,8 +37,20 @@ def totals_items(report: Report, units: Units = "auto") -> list[tuple[str, str]]
             f"{counts[Status.COUNTED]:,} counted · {counts[Status.FREE]:,} free · "
             f"{counts[Status.SKIPPED]:,} skipped",
         ),
-        ("frontend", frontend),
+        *frontend_items(report.frontend),
     ]
+
+
+REAL_RUN = "real run: the forward ran on real tensors; counts are the branch it took"
+
+
+def frontend_items(info: FrontendInfo) -> list[tuple[str, str]]:
+    """Which frontend counted, whether its forward ran for real (control flow on
+    values), and its note (after a fallback: why fx was not used)."""
+    items = [("frontend", info.name + (f" · {REAL_RUN}" if info.real_run else ""))]
+    if info.note:
+        items.append(("note", info.note))
+    return items
 
 
 def skipped_items(report: Report, shown: int = 3) -> list[tuple[str, int, str]]:
