@@ -1,8 +1,8 @@
 """Time flopgraph against every installed peer, each (case, tool) in its own process.
 
-    python scripts/bench.py                          # every case (about 15 minutes on 2 cores)
+    python scripts/bench.py                          # every case (about 12 minutes on 2 cores)
     python scripts/bench.py --cases resnet50:1 llama7b --tools flopgraph fvcore
-    python scripts/bench.py depth                    # time per graph node, 8 vs 80 layers
+    python scripts/bench.py depth                    # time per recorded op, 8 vs 80 layers
 
 Cases: resnet50, vit_b_16, convnext_tiny and efficientnet_b0 at batch 1 and 32
 (``name:batch``; torchvision, weights=None, on the CPU, a 224 x 224 input),
@@ -248,23 +248,29 @@ def table(case: Case, results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def depth(layers: tuple[int, ...], reps: int) -> str:
-    """flopgraph's time per recorded op on 70B-shaped configs of several depths."""
+def depth(layers: tuple[int, ...], reps: int, rounds: int) -> str:
+    """flopgraph's time per recorded op on 70B-shaped configs of several depths: each
+    depth measured in ``rounds`` fresh processes, interleaved, and the median taken,
+    so that a burst of load on a shared machine does not land on one depth only."""
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in layers}
+    for _ in range(rounds):
+        for n in layers:
+            runs[n].append(measure("flopgraph-depth", f"depth:{n}", reps))
     rows = [
         "| layers | ops (records) | median s | us per op | peak RSS MB |",
         "|---:|---:|---:|---:|---:|",
     ]
     per_op = []
-    for n in layers:
-        r = measure("flopgraph-depth", f"depth:{n}", reps)
-        if "error" in r:
-            rows.append(f"| {n} | failed: {r['error']} | | | |")
+    for n, results in runs.items():
+        failed = [r["error"] for r in results if "error" in r]
+        if failed:
+            rows.append(f"| {n} | failed: {failed[0]} | | | |")
             continue
-        per_op.append(r["median_s"] / r["total"] * 1e6)
-        rows.append(
-            f"| {n} | {r['total']:,} | {r['median_s']:.3f} | {per_op[-1]:.1f} | "
-            f"{r['peak_rss_mb']:,.0f} |"
-        )
+        seconds = statistics.median(r["median_s"] for r in results)
+        ops = results[0]["total"]
+        per_op.append(seconds / ops * 1e6)
+        rss = max(r["peak_rss_mb"] for r in results)
+        rows.append(f"| {n} | {ops:,} | {seconds:.3f} | {per_op[-1]:.1f} | {rss:,.0f} |")
     if len(per_op) > 1:
         rows.append(f"\nper-op time, deepest / shallowest: {per_op[-1] / per_op[0]:.3f}")
     return "\n".join(rows)
@@ -285,6 +291,7 @@ def main() -> None:
     ap.add_argument("--cases", nargs="+", default=list(cases()), choices=list(cases()))
     ap.add_argument("--tools", nargs="+", default=[t for t in TOOLS if t != "flopgraph-depth"])
     ap.add_argument("--layers", nargs="+", type=int, default=[8, 80])
+    ap.add_argument("--rounds", type=int, default=3, help="depth mode: fresh processes per depth")
     ap.add_argument("--reps", type=int, help="repetitions after the warm-up (default: per case)")
     ap.add_argument("--worker", nargs=3, metavar=("TOOL", "CASE", "REPS"), help=argparse.SUPPRESS)
     ns = ap.parse_args()
@@ -293,7 +300,7 @@ def main() -> None:
         print(json.dumps(worker(tool, case, int(reps))))
         return
     if ns.mode == "depth":
-        print(depth(tuple(ns.layers), ns.reps or REPS_LLM))
+        print(depth(tuple(ns.layers), ns.reps or REPS_LLM, ns.rounds))
         return
     known = cases()
     for name in ns.cases:
