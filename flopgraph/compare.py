@@ -117,11 +117,7 @@ class Comparison:
             "schema_version": SCHEMA_VERSION,
             "model": self.model,
             "convention": self.convention,
-            "frontend": {
-                "name": self.frontend.name,
-                "note": self.frontend.note,
-                "real_run": self.frontend.real_run,
-            },
+            "frontend": self.frontend.to_dict(),
             "inputs": [{"shape": list(m.shape), "dtype": m.dtype} for m in self.inputs],
             "totals": {
                 "graph": _cost(self.graph),

@@ -23,6 +23,9 @@ class FrontendInfo:
     """True when the forward ran on real tensors because its control flow depends on
     tensor values (aten frontend only); the counts are those of the branch it took."""
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "note": self.note, "real_run": self.real_run}
+
 
 @dataclass(frozen=True)
 class ModuleInfo:
@@ -103,11 +106,7 @@ class Report:
             "schema_version": SCHEMA_VERSION,
             "model": self.model,
             "convention": self.convention,
-            "frontend": {
-                "name": self.frontend.name,
-                "note": self.frontend.note,
-                "real_run": self.frontend.real_run,
-            },
+            "frontend": self.frontend.to_dict(),
             "inputs": [{"shape": list(m.shape), "dtype": m.dtype} for m in self.inputs],
             "totals": {"macs": self.macs, "flops": self.flops},
             "params": self.params.to_dict(),
