@@ -26,12 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+_output_strides: Callable[..., tuple[int, ...]] | None
 try:  # the rule torch's elementwise meta kernels use for their result's strides
     from torch._prims_common import compute_elementwise_output_strides as _output_strides
 except ImportError:  # pragma: no cover - an older or newer torch
     _output_strides = None
 
 Shortcut = Callable[[Any, tuple[Any, ...], dict[str, Any]], Any]
+"""(module or call target, args, kwargs) -> the output, or None. Module shortcuts take
+``Any``: each reads the settings of its own module class."""
 
 
 def module_output(
@@ -114,14 +117,16 @@ def _same_shape(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     return _like(x) if x.is_floating_point() else None
 
 
-_BN_DIMS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
+_BN_DIMS: dict[type, tuple[int, ...]] = {
+    nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,),
+}  # fmt: skip
 
 
 def _batch_norm(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor):
         return None
     x = args[0]
-    ok = x.is_floating_point() and x.dim() in _BN_DIMS[type(m)]
+    ok = x.is_floating_point() and x.dim() in _BN_DIMS.get(type(m), ())
     return _like(x) if ok and x.shape[1] == m.num_features else None
 
 
@@ -140,7 +145,7 @@ def _linear(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return _contiguous((*x.shape[:-1], w.shape[0]), x)
 
 
-def _conv(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _conv(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """A batched convolution with zero padding given as numbers: with a row-major
     weight the meta kernel gives a row-major output of the usual size, whatever the
     input's layout."""
@@ -199,7 +204,7 @@ def _f_layer_norm(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any
     )
 
 
-def _adaptive_avg_pool2d(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _adaptive_avg_pool2d(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if kwargs or len(args) != 1 or not _float(args[0]) or args[0].dim() not in (3, 4):
         return None
     x = args[0]

@@ -131,20 +131,26 @@ class FastFake:
         items = value if isinstance(value, (list, tuple)) else (value,)
         for v in items:
             if isinstance(v, torch.Tensor):
-                if type(v) is not self._fake or v.fake_mode is not self._mode:
+                if not self._add_tensor(parts, v):
                     return False
-                if v.constant is not None or v.layout is not torch.strided:
-                    return False
-                if self._device is None:
-                    self._device = v.fake_device
-                elif v.fake_device != self._device:
-                    return False
-                parts.append(_tensor_key(v))
             elif isinstance(v, _PLAIN):
                 parts.append((type(v), v))  # 2 and 2.0 promote differently
             else:
                 return False
         parts.append(len(items) if items is value else -1)  # a list, or one value
+        return True
+
+    def _add_tensor(self, parts: list[Any], t: Any) -> bool:
+        """A tensor argument: one of this mode's fake tensors, plain, on the call's device."""
+        if type(t) is not self._fake or t.fake_mode is not self._mode:
+            return False
+        if t.constant is not None or t.layout is not torch.strided:
+            return False
+        if self._device is None:
+            self._device = t.fake_device
+        elif t.fake_device != self._device:
+            return False
+        parts.append(_tensor_key(t))
         return True
 
     def _remember(self, key: Any, func: Any, args: tuple[Any, ...], out: Any) -> None:
