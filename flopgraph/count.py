@@ -127,9 +127,18 @@ def _rule(node: torch.fx.Node, module: torch.nn.Module | None, reg: Registry) ->
         return reg.lookup_module(type(module))
     key: Key = ("function", node.target) if node.op == "call_function" else ("method", node.target)
     try:
-        return reg.get(key)
+        rule = reg.get(key)
     except TypeError:  # an unhashable call target
         return None
+    if rule is None and _is_tuple_class(node.target):
+        # fx records a NamedTuple built from traced values (torchvision's
+        # GoogLeNetOutputs) as a call of its class: packing outputs, no arithmetic
+        return Rule(node.target.__name__, None, "container construction")  # type: ignore[union-attr]
+    return rule
+
+
+def _is_tuple_class(target: object) -> bool:
+    return isinstance(target, type) and issubclass(target, tuple)
 
 
 def _classify(rule: Rule | None, ctx: OpContext, described: str) -> tuple[Status, str, Cost]:

@@ -604,3 +604,21 @@ def test_an_analysis_waits_while_fx_traces_in_another_thread():
     assert waited and out["b"] == alone
     # Linear(4, 4) on 2 rows: 32 macs; 64 + 8 bias flops
     assert out["a"].cost == Cost(32, 72)
+
+
+def test_namedtuple_outputs_are_free_not_skipped():
+    from typing import NamedTuple
+
+    class Out(NamedTuple):
+        main: torch.Tensor
+        aux: torch.Tensor
+
+    class TwoHeads(nn.Module):
+        def forward(self, x):
+            return Out(x * 2, x + 1)
+
+    r = flopgraph.analyze(TwoHeads(), (3, 4), frontend="fx")
+    assert r.skipped == {}
+    assert r.flops == 2 * 12  # the multiply and the add; packing them costs nothing
+    packing = [rec for rec in r.records if rec.op == "Out"]
+    assert len(packing) == 1 and packing[0].status is Status.FREE
