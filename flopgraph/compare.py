@@ -33,7 +33,7 @@ from .inputs import normalize_inputs
 from .peers import PeerResult, run_peers
 from .pipeline import Frontend
 from .records import Cost, TensorMeta
-from .report import FrontendInfo, _ancestors
+from .report import FrontendInfo, _ancestors, envelope
 
 SCHEMA_VERSION = 1
 
@@ -114,11 +114,7 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": SCHEMA_VERSION,
-            "model": self.model,
-            "convention": self.convention,
-            "frontend": self.frontend.to_dict(),
-            "inputs": [{"shape": list(m.shape), "dtype": m.dtype} for m in self.inputs],
+            **envelope(SCHEMA_VERSION, self.model, self.convention, self.frontend, self.inputs),
             "totals": {
                 "graph": _cost(self.graph),
                 "hooks": _cost(self.hooks),

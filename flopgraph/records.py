@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from math import prod
@@ -60,6 +61,13 @@ class TensorMeta:
     def of(cls, t: torch.Tensor) -> TensorMeta:
         # shapes are static here (meta, fake or real tensors), so a Size holds plain ints
         return cls(tuple(t.shape), dtype_name(t.dtype))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TensorMeta:
+        return cls(tuple(int(s) for s in d["shape"]), d["dtype"])
 
 
 @dataclass(frozen=True)
@@ -121,8 +129,8 @@ class OpRecord:
             "target": self.target,
             "kind": self.kind,
             "module": self.module,
-            "inputs": [_meta_to_dict(m) for m in self.inputs],
-            "outputs": [_meta_to_dict(m) for m in self.outputs],
+            "inputs": [m.to_dict() for m in self.inputs],
+            "outputs": [m.to_dict() for m in self.outputs],
             "macs": self.macs,
             "flops": self.flops,
             "bytes_read": self.bytes_read,
@@ -139,8 +147,8 @@ class OpRecord:
             target=d["target"],
             kind=d["kind"],
             module=d["module"],
-            inputs=tuple(_meta_from_dict(m) for m in d["inputs"]),
-            outputs=tuple(_meta_from_dict(m) for m in d["outputs"]),
+            inputs=tuple(TensorMeta.from_dict(m) for m in d["inputs"]),
+            outputs=tuple(TensorMeta.from_dict(m) for m in d["outputs"]),
             macs=int(d["macs"]),
             flops=int(d["flops"]),
             bytes_read=int(d["bytes_read"]),
@@ -148,14 +156,6 @@ class OpRecord:
             status=Status(d["status"]),
             reason=d.get("reason", ""),
         )
-
-
-def _meta_to_dict(m: TensorMeta) -> dict[str, Any]:
-    return {"shape": list(m.shape), "dtype": m.dtype}
-
-
-def _meta_from_dict(d: dict[str, Any]) -> TensorMeta:
-    return TensorMeta(tuple(int(s) for s in d["shape"]), d["dtype"])
 
 
 @dataclass(frozen=True)

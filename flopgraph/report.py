@@ -103,11 +103,7 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": SCHEMA_VERSION,
-            "model": self.model,
-            "convention": self.convention,
-            "frontend": self.frontend.to_dict(),
-            "inputs": [{"shape": list(m.shape), "dtype": m.dtype} for m in self.inputs],
+            **envelope(SCHEMA_VERSION, self.model, self.convention, self.frontend, self.inputs),
             "totals": {"macs": self.macs, "flops": self.flops},
             "params": self.params.to_dict(),
             "modules": [dict(vars(m)) for m in self.modules],
@@ -129,7 +125,7 @@ class Report:
                 d["frontend"].get("note", ""),
                 bool(d["frontend"].get("real_run", False)),
             ),
-            inputs=tuple(TensorMeta(tuple(m["shape"]), m["dtype"]) for m in d["inputs"]),
+            inputs=tuple(TensorMeta.from_dict(m) for m in d["inputs"]),
             records=tuple(OpRecord.from_dict(r) for r in d["records"]),
             params=ParamStats.from_dict(d["params"]),
             modules=tuple(ModuleInfo(**m) for m in d["modules"]),
@@ -154,6 +150,23 @@ class Report:
         from .render.terminal import render_report
 
         return render_report(self)
+
+
+def envelope(
+    version: int,
+    model: str,
+    convention: str,
+    frontend: FrontendInfo,
+    inputs: tuple[TensorMeta, ...],
+) -> dict[str, Any]:
+    """The fields every flopgraph JSON document opens with (reports, comparisons)."""
+    return {
+        "schema_version": version,
+        "model": model,
+        "convention": convention,
+        "frontend": frontend.to_dict(),
+        "inputs": [m.to_dict() for m in inputs],
+    }
 
 
 def _ancestors(path: str) -> list[str]:
