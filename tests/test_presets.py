@@ -172,3 +172,29 @@ def test_transformer_encoder_matches_both_peers():
     assert flopgraph.analyze(model, x, convention="torch").cost == Cost(
         flopgraph.analyze(model, x).macs, 2 * flopgraph.analyze(model, x).macs
     )
+
+
+class StringPadding(nn.Module):
+    """Convolutions with padding given as a word, beside one with a number."""
+
+    def __init__(self):
+        super().__init__()
+        self.same = nn.Conv2d(3, 4, 3, padding="same")
+        self.valid = nn.Conv1d(4, 4, 3, padding="valid")
+        self.number = nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        y = self.same(x)  # [1, 4, 5, 5]
+        z = self.valid(y.flatten(2))  # [1, 4, 23]
+        return self.number(y), z
+
+
+def test_fvcore_preset_does_not_count_string_padding_convolutions():
+    # fvcore's jit trace records padding="same"/"valid" as aten::_convolution_mode, which
+    # it has no handle for: 0. The numeric-padding 1x1 conv counts 1 * 2 * 5 * 5 * 4 = 200.
+    model, x = StringPadding().eval(), torch.randn(1, 3, 5, 5)
+    report = flopgraph.analyze(model, x, convention="fvcore")
+    assert report.flops == report.macs == 1 * 2 * 5 * 5 * 4 == 200
+    assert_matches_fvcore(model, (x,), x)
+    # the default convention counts every convolution: same 1*4*25*3*9, valid 1*4*23*4*3
+    assert flopgraph.analyze(model, x).macs == 4 * 25 * 27 + 4 * 23 * 12 + 200

@@ -104,10 +104,15 @@ def einsum(ctx: OpContext) -> Cost:
 
 
 def conv(transposed: bool | None) -> Callable[[OpContext], Cost]:
-    """conv_flop_jit (bias ignored): the spec's MACs. None: read aten.convolution's flag."""
+    """conv_flop_jit (bias ignored): the spec's MACs. None: read aten.convolution's flag.
+
+    A ``conv1d/2d/3d`` call with string padding (``"same"``, ``"valid"``) reaches the
+    jit trace as ``aten::_convolution_mode``, for which fvcore has no handle: 0."""
 
     def handler(ctx: OpContext) -> Cost:
         x, w = ctx.arg(0, "input"), ctx.arg(1, "weight")
+        if transposed is False and isinstance(ctx.arg(4, "padding", 0), str):
+            return Cost()
         flag = bool(ctx.arg(6, "transposed", False)) if transposed is None else transposed
         if flag:
             return _contraction(f.conv_transpose(x.shape, w.shape, ctx.y.shape, False).macs)
@@ -179,6 +184,7 @@ def _build() -> Registry:
         ([aten.addmm], Rule("addmm", addmm)),
         ([aten.einsum, torch.einsum], Rule("einsum", einsum)),
         ([aten.conv1d, aten.conv2d, aten.conv3d], Rule("conv", conv(False))),
+        ([aten._convolution_mode], NOT_COUNTED),
         ([aten.convolution, aten._convolution], Rule("conv", conv(None))),
         ([aten.conv_transpose1d, aten.conv_transpose2d, aten.conv_transpose3d],
          Rule("conv", conv(True))),
