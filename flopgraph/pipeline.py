@@ -38,7 +38,7 @@ from .errors import (
     internal_error,
     is_internal,
 )
-from .frontends.aten import _Recorder, trace_aten
+from .frontends.aten import _record, _Recorder, trace_aten
 from .frontends.fastfake import FastFake
 from .frontends.fx import TracedGraph, trace_fx
 from .progress import ProgressFn, no_progress
@@ -47,17 +47,39 @@ from .registry import Registry
 from .report import FrontendInfo
 from .shapes import describe_target, propagate
 
-# the aten recorder's and the fast fake path's calls of torch ops: errors raised through
-# them are the model's or torch's (errors.is_internal)
-BOUNDARIES.update({_Recorder.op.__code__, _Recorder.call.__code__, FastFake.__call__.__code__})
+# where the frontends call the model or torch: the fx tracer's run of forward, the aten
+# recorder's run of the shadow and its op calls, the fast fake path's: an error raised
+# through them (and nowhere deeper in flopgraph) is the model's or torch's
+# (errors.is_internal)
+BOUNDARIES.update(
+    {
+        trace_fx.__code__,
+        _record.__code__,
+        _Recorder.op.__code__,
+        _Recorder.call.__code__,
+        FastFake.__call__.__code__,
+    }
+)
 
 _FX_FAILURES = (TraceError, PropagationError, InternalError)
 """What sends ``auto`` from fx to aten. An InputError (inputs the forward cannot take)
 or a HandlerError (a rule that fails) would fail on aten the same way."""
 _ATEN = (torch._ops.OpOverload, torch._ops.OpOverloadPacket)
-_OPAQUE = (types.FunctionType, *_ATEN)
-"""Call targets fx cannot look into: a Python function kept whole in the graph (an
-``fx.wrap``'d helper) or an aten op (a graph made by ``torch.export``)."""
+
+
+def _opaque(target: Any) -> bool:
+    """A call target fx cannot look into: an aten op (a graph made by ``torch.export``)
+    or a Python function from outside torch kept whole in the graph (an ``fx.wrap``'d
+    helper such as torchvision mvit's ``_add_rel_pos``). torch's own functions
+    (``torch.cdist``, ``F.grid_sample``) are public ops: with no rule they are a rule
+    gap, listed as skipped, which aten would not close."""
+    if isinstance(target, _ATEN):
+        return True
+    if not isinstance(target, types.FunctionType):
+        return False
+    module = target.__module__ or ""
+    return module != "torch" and not module.startswith("torch.")
+
 
 Frontend = Literal["auto", "fx", "aten"]
 FRONTENDS = ("auto", "fx", "aten")
@@ -146,19 +168,23 @@ def _fx(
     registry: Registry,
     progress: ProgressFn,
 ) -> tuple[Counted, list[str]]:
-    """fx's count, and the calls in its graph it could not see into (see ``_OPAQUE``)."""
+    """fx's count, and the calls in its graph it could not see into (see ``_opaque``)."""
     where = f"while tracing {type(model).__name__} with torch.fx"
     _check_strided(args, kwargs)
     progress("trace", 0, 0)
     traced = _guarded(lambda: trace_fx(model, args, kwargs, registry), where)
     _check_state(model, traced)
     step = partial(progress, "propagate")
-    try:
-        propagate(traced, "meta", step)
-    except PropagationError:
-        # meta tensors cannot mix with tensors a forward creates on a real device;
-        # fake tensors can, at some cost in speed
-        propagate(traced, "fake", step)
+
+    def annotate() -> None:
+        try:
+            propagate(traced, "meta", step)
+        except PropagationError:
+            # meta tensors cannot mix with tensors a forward creates on a real device;
+            # fake tensors can, at some cost in speed
+            propagate(traced, "fake", step)
+
+    _guarded(annotate, "while propagating shapes through the fx graph")
     progress("count", 0, 0)
     records = _guarded(lambda: count(traced, registry), "while counting the fx graph")
     counted = Counted(tuple(records), FrontendInfo("fx"), _fx_calls(traced))
@@ -202,7 +228,7 @@ def _unseen(traced: TracedGraph, records: list[OpRecord]) -> list[str]:
     found = {
         str(node.target) if isinstance(node.target, _ATEN) else describe_target(node)
         for node in traced.graph.nodes
-        if node.name in skipped and isinstance(node.target, _OPAQUE)
+        if node.name in skipped and _opaque(node.target)
     }
     return sorted(found)
 

@@ -19,7 +19,14 @@ import torch
 import torch.fx
 from torch.nn.utils.rnn import PackedSequence
 
-from .errors import BOUNDARIES, OperandError, PropagationError, internal_error, is_internal, safe_str
+from .errors import (
+    BOUNDARIES,
+    OperandError,
+    PropagationError,
+    internal_error,
+    is_internal,
+    safe_str,
+)
 from .frontends.fx import TracedGraph
 from .records import TensorMeta
 from .shortcuts import function_output, method_output, module_output

@@ -100,7 +100,9 @@ def _dense(x: torch.Tensor) -> bool:
     if _plain_layout(x):
         return True
     expected = 1
-    for stride, size in sorted((st, sz) for sz, st in zip(x.shape, x.stride()) if sz != 1):
+    for stride, size in sorted(
+        (st, sz) for sz, st in zip(x.shape, x.stride(), strict=True) if sz != 1
+    ):
         if stride != expected:
             return False
         expected *= size
