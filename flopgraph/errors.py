@@ -6,6 +6,11 @@ can catch one type; each message names what was wrong and where.
 
 from __future__ import annotations
 
+import os
+from types import CodeType
+
+import torch
+
 
 class FlopgraphError(Exception):
     """Base class of every error raised by flopgraph."""
@@ -38,3 +43,67 @@ class SkippedOpWarning(UserWarning):
 class UsageError(FlopgraphError):
     """A command line named a model, input or option that cannot be used
     (the command exits with status 2, before any analysis starts)."""
+
+
+class InternalError(FlopgraphError):
+    """A bug in flopgraph itself, never the user's mistake: the message says so and
+    gives the torch and flopgraph versions and the op or node it failed on."""
+
+
+class OperandError(FlopgraphError, TypeError):
+    """A contraction's operands have dtypes its real kernel refuses, which fake and meta
+    kernels accept (flopgraph checks as the real kernel would)."""
+
+
+def safe_str(e: BaseException) -> str:
+    """``str(e)``, or a placeholder when the exception's own ``__str__`` raises: the
+    user's exception must reach the message, not one from printing it."""
+    try:
+        return str(e)
+    except Exception:
+        return f"<{type(e).__name__} object: str() failed>"
+
+
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+BOUNDARIES: set[CodeType] = set()
+"""Code objects of flopgraph's functions whose job is to call model or torch code (the
+propagation pass's call of a node's target, the aten recorder's op calls): an exception
+raised through them came from that code, not from flopgraph's own."""
+
+
+def is_internal(e: BaseException) -> bool:
+    """Whether ``e`` was raised by flopgraph's own code (a bug), judged by the innermost
+    traceback frame that is not torch's: flopgraph's, and not a call-out boundary.
+
+    A FlopgraphError is raised on purpose, so it is never internal; an error torch or the
+    model raised, even below a flopgraph frame that called them, is not flopgraph's."""
+    if isinstance(e, FlopgraphError):
+        return False
+    tb = e.__traceback__
+    last: CodeType | None = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if not os.path.abspath(code.co_filename).startswith(_TORCH_DIR):
+            last = code
+        tb = tb.tb_next
+    if last is None:
+        return False
+    filename = os.path.abspath(last.co_filename)
+    return filename.startswith(_OWN_DIR) and last not in BOUNDARIES
+
+
+def internal_error(e: BaseException, where: str) -> InternalError:
+    """An InternalError for ``e``, a bug of flopgraph's met ``where`` (an op or node)."""
+    from . import __version__
+
+    return InternalError(
+        f"internal error of flopgraph (a bug, not a problem with your model) {where}: "
+        f"{type(e).__name__}: {_first_line(safe_str(e))} (flopgraph {__version__}, "
+        f"torch {torch.__version__}; please report it with this message)"
+    )
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else ""

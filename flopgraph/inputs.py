@@ -24,11 +24,41 @@ class TensorSpec:
             raise InputError(f"TensorSpec shape must be non-negative ints, got {self.shape!r}")
         if not isinstance(self.dtype, torch.dtype):
             raise InputError(f"TensorSpec dtype must be a torch.dtype, got {self.dtype!r}")
+        _check_size(shape, self.dtype)
         object.__setattr__(self, "shape", shape)
 
     def materialize(self) -> torch.Tensor:
         """A data-less (meta) tensor of this shape and dtype."""
         return torch.empty(self.shape, dtype=self.dtype, device="meta")
+
+
+_MAX_BYTES = 2**63 - 1
+"""torch sizes storage in signed 64-bit bytes: a tensor past this cannot exist."""
+
+
+def _check_size(shape: tuple[int, ...], dtype: torch.dtype) -> None:
+    """An InputError for a shape no tensor can have (torch's own errors are a bare
+    overflow message or a C++ traceback)."""
+    numel = 1
+    for s in shape:
+        numel *= s
+    nbytes = numel * dtype.itemsize
+    if nbytes > _MAX_BYTES:
+        raise InputError(
+            f"shape {tuple(shape)} of {str(dtype).removeprefix('torch.')} needs {nbytes:,} "
+            f"bytes, more than torch can address ({_MAX_BYTES:,}): check the input shape"
+        )
+
+
+def _check_tensor(t: torch.Tensor, where: str) -> None:
+    """Tensors no frontend can run: nested (jagged) tensors, whose fake twins torch's
+    fake mode cannot build."""
+    if t.is_nested:
+        raise InputError(
+            f"{where} is a nested tensor (layout {t.layout}), which flopgraph cannot count: "
+            "pass a padded dense tensor instead (t.to_padded_tensor(0.0)) and, where the "
+            "model takes one, a mask"
+        )
 
 
 def _is_shape(x: Any) -> bool:
@@ -65,7 +95,15 @@ def normalize_inputs(
         args = tuple(inputs)
     else:
         args = (inputs,)
-    return tuple(_one(a) for a in args), {k: _one(v) for k, v in (kwargs or {}).items()}
+    out_args = tuple(_one(a) for a in args)
+    out_kwargs = {k: _one(v) for k, v in (kwargs or {}).items()}
+    for i, a in enumerate(out_args):
+        if isinstance(a, torch.Tensor):
+            _check_tensor(a, f"input {i}")
+    for k, v in out_kwargs.items():
+        if isinstance(v, torch.Tensor):
+            _check_tensor(v, f"input {k!r}")
+    return out_args, out_kwargs
 
 
 def describe_inputs(args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:

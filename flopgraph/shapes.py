@@ -19,7 +19,14 @@ import torch
 import torch.fx
 from torch.nn.utils.rnn import PackedSequence
 
-from .errors import PropagationError
+from .errors import (
+    BOUNDARIES,
+    OperandError,
+    PropagationError,
+    internal_error,
+    is_internal,
+    safe_str,
+)
 from .frontends.fx import TracedGraph
 from .records import TensorMeta
 from .shortcuts import function_output, method_output, module_output
@@ -155,7 +162,9 @@ def propagate(
                 value = _run(node, load, traced, twins, root)
             except PropagationError:
                 raise
-            except Exception as e:  # a failure anywhere in the model or torch
+            except Exception as e:  # a failure anywhere in the model, torch or flopgraph
+                if is_internal(e):
+                    raise internal_error(e, _at(node, root)) from e
                 raise PropagationError(_failure(node, e, env, root)) from e
             env[node] = value
             node.meta[META_KEY] = to_meta(value)
@@ -180,25 +189,32 @@ def _run(
     if op == "get_attr":
         target = str(node.target)
         obj = traced.constants[target] if target in traced.constants else _fetch(root, target)
+        if obj is _MISSING:
+            raise PropagationError(
+                f"node {node.name!r} reads {target!r}, which the model does not hold: fx "
+                "traced a forward that assigns a tensor attribute or buffer of the model "
+                "(state kept across calls), which its graph cannot express"
+            )
         if isinstance(obj, torch.Tensor):
             return twins.tensor(obj)
         return twins.module(obj) if isinstance(obj, torch.nn.Module) else obj
     args, kwargs = load(node.args), load(node.kwargs)
     if op == "call_function":
-        if node.target in _CONTRACTION_FUNCTIONS:
-            _check_dtypes(args[:2], str(node.target.__name__))  # type: ignore[union-attr]
+        names = _CONTRACTION_FUNCTIONS.get(node.target)  # type: ignore[call-overload]
+        if names is not None:
+            _check_dtypes(_operands(args, kwargs, names), str(node.target.__name__))  # type: ignore[union-attr]
         quick = function_output(node.target, args, kwargs) if twins.mode == "meta" else None
         if quick is not None:
             return quick
         with twins.factories():
-            return node.target(*args, **kwargs)  # type: ignore[operator]
+            return _invoke(node.target, args, kwargs)
     if op == "call_method":
         quick = method_output(str(node.target), args, kwargs) if twins.mode == "meta" else None
         if quick is not None:
             return quick
         self_obj, *rest = args
         with twins.factories():
-            return getattr(self_obj, str(node.target))(*rest, **kwargs)
+            return _invoke(getattr(self_obj, str(node.target)), rest, kwargs)
     if op == "call_module":
         module = traced.submodule(str(node.target))
         # a shortcut reads the user's module's settings only: no shadow to build
@@ -206,10 +222,11 @@ def _run(
         if quick is not None:
             return quick
         shadow = twins.module(module)
-        if isinstance(shadow, _CONTRACTION_MODULES) and args:
-            _check_dtypes((args[0], shadow.weight), type(shadow).__name__)
+        if isinstance(shadow, _CONTRACTION_MODULES) and (args or "input" in kwargs):
+            x = args[0] if args else kwargs["input"]
+            _check_dtypes((x, shadow.weight), type(shadow).__name__)
         with twins.factories():
-            return shadow.forward(*args, **kwargs)
+            return _invoke(shadow.forward, args, kwargs)
     if op == "output":
         return args[0]
     raise PropagationError(f"unknown node kind {op!r} at node {node.name!r}")
@@ -221,16 +238,39 @@ _CONTRACTION_MODULES = (
     torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose1d,
     torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d,
 )  # fmt: skip
-_CONTRACTION_FUNCTIONS = frozenset(
-    {torch.nn.functional.linear, torch.conv1d, torch.conv2d, torch.conv3d, torch.matmul,
-     torch.mm, torch.bmm}
-)  # fmt: skip
+_CONTRACTION_FUNCTIONS: dict[Any, tuple[str, str]] = {
+    torch.nn.functional.linear: ("input", "weight"),
+    **dict.fromkeys((torch.conv1d, torch.conv2d, torch.conv3d), ("input", "weight")),
+    torch.matmul: ("input", "other"),
+    **dict.fromkeys((torch.mm, torch.bmm), ("input", "mat2")),
+}
+"""Each contraction function -> the names of its two operands (for keyword calls)."""
+
+
+def _invoke(fn: Callable[..., Any], args: Any, kwargs: dict[str, Any]) -> Any:
+    """The one place the pass calls model or torch code: an error raised through this
+    frame is theirs, not flopgraph's (see ``errors.is_internal``)."""
+    return fn(*args, **kwargs)
+
+
+BOUNDARIES.add(_invoke.__code__)
+
+
+def _operands(args: tuple[Any, ...], kwargs: dict[str, Any], names: tuple[str, str]) -> list[Any]:
+    """A contraction's two operands, whether passed by position or by keyword."""
+    given = list(args[:2])
+    given += [kwargs.get(n) for n in names[len(given) :]]
+    return given
 
 
 def _check_dtypes(tensors: Any, op: str) -> None:
-    a, b = (t for t in tensors[:2])
+    """Refuse operands of two dtypes, as the real kernel would (meta and fake kernels
+    accept them). ``tensors`` holds the operands: fewer than two is no mismatch."""
+    if len(tensors) < 2:
+        return
+    a, b = tensors[0], tensors[1]
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype != b.dtype:
-        raise TypeError(
+        raise OperandError(
             f"{op} needs operands of one dtype, got input {str(a.dtype).removeprefix('torch.')} "
             f"and {str(b.dtype).removeprefix('torch.')} (cast the input or the model)"
         )
@@ -260,10 +300,16 @@ def _has_kernels(t: torch.Tensor) -> bool:
     return t.device.type != "meta" and on_this_machine(t.device)
 
 
+_MISSING = object()
+
+
 def _fetch(root: torch.nn.Module, target: str) -> Any:
+    """The attribute ``target`` names on ``root``, or ``_MISSING``."""
     obj: Any = root
     for part in target.split("."):
-        obj = getattr(obj, part)
+        obj = getattr(obj, part, _MISSING)
+        if obj is _MISSING:
+            break
     return obj
 
 
@@ -281,6 +327,17 @@ def describe_target(node: torch.fx.Node) -> str:
     return str(t)
 
 
+def _at(node: torch.fx.Node, root: torch.nn.Module) -> str:
+    """``at node 'x' (call_module fc: Linear)``: where an internal error happened."""
+    target = describe_target(node)
+    if node.op == "call_module":
+        try:
+            target = f"{node.target}: {type(root.get_submodule(str(node.target))).__name__}"
+        except AttributeError:
+            pass
+    return f"at node {node.name!r} ({node.op} {target})"
+
+
 def _failure(
     node: torch.fx.Node, e: Exception, env: dict[torch.fx.Node, Any], root: torch.nn.Module
 ) -> str:
@@ -294,7 +351,7 @@ def _failure(
     target = describe_target(node)
     if node.op == "call_module":
         target = f"{node.target}: {type(root.get_submodule(str(node.target))).__name__}"
-    msg = str(e).strip().splitlines()
+    msg = safe_str(e).strip().splitlines()
     first = msg[0] if msg else type(e).__name__
     inputs = ", ".join(seen) if seen else "no tensor inputs"
     return (

@@ -93,6 +93,22 @@ def _plain_layout(x: torch.Tensor) -> bool:
     return x.stride() == _default_strides(tuple(x.shape))
 
 
+def _dense(x: torch.Tensor) -> bool:
+    """Non-overlapping and dense (row-major, channels-last or any permutation of a
+    row-major layout): the layouts an elementwise kernel's result copies. A strided view
+    (``x[:, ::2]``) is not: its result gets fresh strides, which the op itself decides."""
+    if _plain_layout(x):
+        return True
+    expected = 1
+    for stride, size in sorted(
+        (st, sz) for sz, st in zip(x.shape, x.stride(), strict=True) if sz != 1
+    ):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
 def _float(x: Any) -> bool:
     return isinstance(x, torch.Tensor) and x.is_floating_point() and _plain_layout(x)
 
@@ -114,7 +130,7 @@ def _same_shape(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor):
         return None
     x = args[0]
-    return _like(x) if x.is_floating_point() else None
+    return _like(x) if x.is_floating_point() and _dense(x) else None
 
 
 _BN_DIMS: dict[type, tuple[int, ...]] = {
@@ -126,7 +142,7 @@ def _batch_norm(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor):
         return None
     x = args[0]
-    ok = x.is_floating_point() and x.dim() in _BN_DIMS.get(type(m), ())
+    ok = x.is_floating_point() and x.dim() in _BN_DIMS.get(type(m), ()) and _dense(x)
     return _like(x) if ok and x.shape[1] == m.num_features else None
 
 

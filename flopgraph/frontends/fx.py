@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.fx
 
-from ..errors import InputError, TraceError
+from ..errors import InputError, TraceError, safe_str
 from ..registry import Registry
 from .isolation import ANALYSIS_LOCK
 
@@ -246,7 +246,7 @@ def _drop_specialization_checks(graph: torch.fx.Graph) -> None:
 
 
 def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
+    text = safe_str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0] if text else ''}"
 
 
