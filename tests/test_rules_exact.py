@@ -40,15 +40,15 @@ class Fn(nn.Module):
 class Case:
     id: str
     model: Callable[[], nn.Module]
-    shapes: tuple[tuple[int, ...], ...]
+    shapes: tuple[tuple[int, ...] | flopgraph.TensorSpec, ...]
     expected: Cost
     frontends: tuple[str, ...] = BOTH
 
 
-def counted(model: nn.Module, shapes: tuple[tuple[int, ...], ...], frontend: str) -> Cost:
-    report = flopgraph.analyze(
-        model, tuple(flopgraph.TensorSpec(s) for s in shapes), frontend=frontend
-    )
+def counted(model: nn.Module, shapes: tuple, frontend: str) -> Cost:
+    specs = tuple(s if isinstance(s, flopgraph.TensorSpec) else flopgraph.TensorSpec(s)
+                  for s in shapes)  # fmt: skip
+    report = flopgraph.analyze(model, specs, frontend=frontend)
     assert not report.skipped, report.skipped
     return Cost(report.macs, report.flops)
 
@@ -61,6 +61,10 @@ def check(case: Case) -> None:
 
 def fn(f: Callable[..., torch.Tensor]) -> Callable[[], nn.Module]:
     return lambda: Fn(f)
+
+
+def module(cls: type[nn.Module], *args, train: bool = False, **kwargs) -> Callable[[], nn.Module]:
+    return lambda: cls(*args, **kwargs).train(train)
 
 
 def cases(*cs: Case):
@@ -97,4 +101,136 @@ def cases(*cs: Case):
          ("fx",)),  # fmt: skip
 )
 def test_contractions(case):
+    check(case)
+
+
+W5x13, B5 = torch.randn(5, 13), torch.randn(5)
+
+
+@cases(
+    # Linear(13, 5) on x[2, 7, 13]: 14 rows * 13 * 5 = 910 MACs; bias adds 14 * 5 = 70
+    Case("linear", module(nn.Linear, 13, 5), ((2, 7, 13),), Cost(910, 2 * 910 + 70)),
+    Case("linear-no-bias", module(nn.Linear, 13, 5, bias=False), ((2, 7, 13),), Cost(910, 1820)),
+    # F.linear(x[3, 13], W[5, 13]): 3 * 13 * 5 = 195; with bias + 3 * 5
+    Case("F.linear", fn(lambda x: F.linear(x, W5x13)), ((3, 13),), Cost(195, 390)),
+    Case("F.linear-bias", fn(lambda x: F.linear(x, W5x13, B5)), ((3, 13),), Cost(195, 405)),
+    # addmm(M[4, 5], A[4, 3], B[3, 5]): mm 4*5*3 = 60, + 20 adds
+    Case("addmm", fn(torch.addmm), ((4, 5), (4, 3), (3, 5)), Cost(60, 120 + 20)),
+    # baddbmm(M[2, 4, 5], A[2, 4, 3], B[2, 3, 5]): 2*4*5*3 = 120, + 40 adds
+    Case("baddbmm", fn(torch.baddbmm), ((2, 4, 5), (2, 4, 3), (2, 3, 5)), Cost(120, 280)),
+    # addmv(v[4], A[4, 3], x[3]): 12, + 4 adds
+    Case("addmv", fn(torch.addmv), ((4,), (4, 3), (3,)), Cost(12, 28)),
+    # addbmm(M[4, 5], b1[2, 4, 3], b2[2, 3, 5]): sum over 2 of 4*3*5 = 120, + 20 adds
+    Case("addbmm", fn(torch.addbmm), ((4, 5), (2, 4, 3), (2, 3, 5)), Cost(120, 260)),
+    # Conv2d(3, 8, 3) on [2, 3, 7, 9] -> [2, 8, 5, 7] = 560 outputs * 3*3*3 = 15120 MACs
+    Case("conv2d", module(nn.Conv2d, 3, 8, 3), ((2, 3, 7, 9),), Cost(15120, 30240 + 560)),
+    # groups 2: weight [6, 2, 2, 2]; [1, 4, 3, 3] -> [1, 6, 2, 2] = 24 outputs * 8
+    Case("conv2d-groups", module(nn.Conv2d, 4, 6, 2, groups=2, bias=False), ((1, 4, 3, 3),),
+         Cost(192, 384)),  # fmt: skip
+    # F.conv1d(x[2, 3, 20], W[5, 3, 4], stride 3): L_out = (20 - 4) // 3 + 1 = 6;
+    # 2*5*6 = 60 outputs * 3*4 = 720 MACs; bias + 60
+    Case("F.conv1d", fn(lambda x: F.conv1d(x, torch.randn(5, 3, 4), stride=3)), ((2, 3, 20),),
+         Cost(720, 1440)),  # fmt: skip
+    Case("F.conv1d-bias",
+         fn(lambda x: F.conv1d(x, torch.randn(5, 3, 4), torch.randn(5), stride=3)),
+         ((2, 3, 20),), Cost(720, 1500)),  # fmt: skip
+    # ConvTranspose2d(3, 4, 2, stride 2) on [1, 3, 3, 3] -> [1, 4, 6, 6] = 144:
+    # numel(x) 27 * weight[1:] 4*2*2 = 432 MACs, bias + 144
+    Case("conv_transpose2d", module(nn.ConvTranspose2d, 3, 4, 2, stride=2), ((1, 3, 3, 3),),
+         Cost(432, 864 + 144)),  # fmt: skip
+    # F.conv_transpose1d(x[1, 2, 5], W[2, 3, 3]) -> [1, 3, 7]: 10 * 9 = 90; bias + 21
+    Case("F.conv_transpose1d", fn(lambda x: F.conv_transpose1d(x, torch.randn(2, 3, 3))),
+         ((1, 2, 5),), Cost(90, 180)),  # fmt: skip
+    Case("F.conv_transpose1d-bias",
+         fn(lambda x: F.conv_transpose1d(x, torch.randn(2, 3, 3), torch.randn(3))),
+         ((1, 2, 5),), Cost(90, 201)),  # fmt: skip
+    # einsum ij,jk->ik on [3, 4], [4, 5]: i*j*k = 60
+    Case("einsum-2", fn(lambda a, b: torch.einsum("ij,jk->ik", a, b)), ((3, 4), (4, 5)),
+         Cost(60, 120)),  # fmt: skip
+    # three operands [2, 3, 4] [2, 4, 5] [2, 5, 6], left to right (also the cheapest
+    # path): b*i*j*k = 120, then b*i*k*l = 180 -> 300 (the other order: 240 + 144)
+    Case("einsum-3", fn(lambda a, b, c: torch.einsum("bij,bjk,bkl->bil", a, b, c)),
+         ((2, 3, 4), (2, 4, 5), (2, 5, 6)), Cost(300, 600)),  # fmt: skip
+    # one operand ij->i on [3, 4]: a reduction, 12 - 3 = 9
+    Case("einsum-1", fn(lambda a: torch.einsum("ij->i", a)), ((3, 4),), Cost(0, 9)),
+    # F.bilinear(x1[2, 3], x2[2, 4], W[5, 3, 4], b[5]): 2 rows * 5*3*4 = 120; bias + 10
+    Case("F.bilinear", fn(lambda a, b: F.bilinear(a, b, torch.randn(5, 3, 4), torch.randn(5))),
+         ((2, 3), (2, 4)), Cost(120, 250)),  # fmt: skip
+    Case("bilinear", module(nn.Bilinear, 3, 4, 5, bias=False), ((2, 3), (2, 4)), Cost(120, 240)),
+)
+def test_contractions_more(case):
+    check(case)
+
+
+# --- A. attention ----------------------------------------------------------------------
+
+
+class Attend(nn.Module):
+    """nn.MultiheadAttention(8, 2, **kw) in eval mode, called with need_weights."""
+
+    def __init__(self, need_weights: bool, **kw) -> None:
+        super().__init__()
+        self.attn, self.need_weights = nn.MultiheadAttention(8, 2, **kw).eval(), need_weights
+
+    def forward(self, q, k, v):
+        return self.attn(q, k, v, need_weights=self.need_weights)[0]
+
+
+def _mha(need_weights: bool = True, **kw) -> Callable[[], nn.Module]:
+    return lambda: Attend(need_weights, **kw).eval()
+
+
+@cases(
+    # q[2, 3, 4, 8], k[2, 3, 6, 8], v[2, 3, 6, 5]: B = 6, L = 4, S = 6, E = 8, Ev = 5;
+    # scores 6*4*6 = 144; MACs 144*8 + 144*5 = 1872; flops 2*1872 + 144 * (1 scale + 5 softmax)
+    Case("sdpa", fn(F.scaled_dot_product_attention), ((2, 3, 4, 8), (2, 3, 6, 8), (2, 3, 6, 5)),
+         Cost(1872, 3744 + 144 * 6)),  # fmt: skip
+    # causal: + 1 masking add per score
+    Case("sdpa-causal", fn(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)),
+         ((2, 3, 4, 8), (2, 3, 6, 8), (2, 3, 6, 5)), Cost(1872, 3744 + 144 * 7)),  # fmt: skip
+    # a mask tensor and dropout: + 1 masking add + 1 dropout multiply per score
+    Case("sdpa-mask-dropout",
+         fn(lambda q, k, v: F.scaled_dot_product_attention(
+             q, k, v, attn_mask=torch.zeros(4, 6), dropout_p=0.5)),
+         ((2, 3, 4, 8), (2, 3, 6, 8), (2, 3, 6, 5)), Cost(1872, 3744 + 144 * 8)),  # fmt: skip
+    # MultiheadAttention(8, 2), q [L 4, N 2, 8], k = v [S 6, N 2, 8]: q proj 8 rows * 64 = 512
+    # MACs (+ 64 bias), k and v proj 12 rows * 64 = 768 (+ 96 each); core with heads folded:
+    # B 4, L 4, S 6, head dim 4: scores 96, MACs 96*4 + 96*4 = 768, flops 1536 + 96*6;
+    # out proj 512 (+ 64); need_weights averages the weights over heads: 2*2*4*6 = 96
+    Case("mha", _mha(), ((4, 2, 8), (6, 2, 8), (6, 2, 8)),
+         Cost(512 + 768 + 768 + 768 + 512,
+              (1024 + 64) + 2 * (1536 + 96) + (1536 + 576) + (1024 + 64) + 96)),  # fmt: skip
+    # no biases, add_bias_kv and add_zero_attn: 2 extra keys (S' = 8), no weights:
+    # core scores 4*4*8 = 128, MACs 128*8 = 1024, flops 2048 + 128*6
+    Case("mha-extra-keys", _mha(False, bias=False, add_bias_kv=True, add_zero_attn=True),
+         ((4, 2, 8), (6, 2, 8), (6, 2, 8)),
+         Cost(512 + 768 + 768 + 1024 + 512, 1024 + 1536 + 1536 + (2048 + 768) + 1024)),
+)  # fmt: skip
+def test_attention(case):
+    check(case)
+
+
+# --- A. recurrent layers -----------------------------------------------------------------
+
+
+@cases(
+    # LSTM(3, 4) on [5, 2, 3]: 10 (row, step) pairs; per step G*H*(I + H) = 16*7 = 112 MACs,
+    # flops 2*112 + G*H 16 + biases 2*16 + cell 9*4 = 308
+    Case("lstm", module(nn.LSTM, 3, 4), ((5, 2, 3),), Cost(10 * 112, 10 * 308)),
+    # GRU(3, 4, 2 layers, bidirectional, no bias), 10 pairs * 2 directions: layer 0:
+    # 12*(3+4) = 84 MACs, 168 + 12 + cell 8*4 = 212; layer 1 reads 2*4 = 8:
+    # 12*(8+4) = 144, 288 + 12 + 32 = 332
+    Case("gru-2-layers-bidirectional",
+         module(nn.GRU, 3, 4, num_layers=2, bidirectional=True, bias=False), ((5, 2, 3),),
+         Cost(20 * 84 + 20 * 144, 20 * 212 + 20 * 332)),  # fmt: skip
+    # RNN(3, 4): 4*7 = 28 MACs, 56 + 4 + 8 + 4 = 72 per step
+    Case("rnn", module(nn.RNN, 3, 4), ((5, 2, 3),), Cost(280, 720)),
+    # LSTM(3, 4, proj_size=2): 16*(3 + 2) + 4*2 = 88 MACs, 176 + 16 + 32 + 36 = 260
+    Case("lstm-proj", module(nn.LSTM, 3, 4, proj_size=2), ((5, 2, 3),), Cost(880, 2600)),
+    # cells on 2 rows: one step each
+    Case("lstm_cell", module(nn.LSTMCell, 3, 4), ((2, 3),), Cost(224, 616)),
+    Case("gru_cell", module(nn.GRUCell, 3, 4, bias=False), ((2, 3),), Cost(168, 424)),
+    Case("rnn_cell", module(nn.RNNCell, 3, 4), ((2, 3),), Cost(56, 144)),
+)
+def test_recurrent(case):
     check(case)
