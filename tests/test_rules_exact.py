@@ -234,3 +234,190 @@ def test_attention(case):
 )
 def test_recurrent(case):
     check(case)
+
+
+# --- B. elementwise ------------------------------------------------------------------------
+
+# a[3, 1, 5] with b[4, 5] broadcasts to out[3, 4, 5]: 60 elements, 1 flop each
+BINARY = ("floor_divide", "fmax", "fmin", "atan2", "hypot", "xlogy", "copysign", "subtract",
+          "rsub", "multiply", "divide", "true_divide", "float_power", "maximum", "minimum")
+# x[3, 4, 5]: 60 elements, 1 flop each
+UNARY = ("atan", "arctan", "asin", "acos", "sinh", "cosh", "frac", "nan_to_num", "erfinv",
+         "logit", "sgn", "angle", "i0", "negative", "absolute", "exp2", "trunc")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", BINARY)
+def test_extra_binary_elementwise(name):
+    check(Case(name, fn(getattr(torch, name)), ((3, 1, 5), (4, 5)), Cost(0, 60)))
+
+
+@pytest.mark.parametrize("name", UNARY)
+def test_extra_unary_elementwise(name):
+    check(Case(name, fn(getattr(torch, name)), ((3, 4, 5),), Cost(0, 60)))
+
+
+@cases(
+    Case("clamp_min", fn(lambda x: torch.clamp_min(x, 0.5)), ((3, 4, 5),), Cost(0, 60)),
+    Case("clamp_max", fn(lambda x: x.clamp_max(0.5)), ((3, 4, 5),), Cost(0, 60)),
+    Case("expit", fn(torch.special.expit), ((3, 4, 5),), Cost(0, 60)),
+    Case("relu", module(nn.ReLU), ((3, 4, 5),), Cost(0, 60)),
+    # x - tanh(x): 2 per element
+    Case("tanhshrink", module(nn.Tanhshrink), ((3, 4, 5),), Cost(0, 120)),
+    # t + v * a * b: 2 per element of out[3, 4, 5]
+    Case("addcmul", fn(torch.addcmul), ((3, 4, 5), (4, 5), (3, 1, 5)), Cost(0, 120)),
+    Case("addcdiv", fn(torch.addcdiv), ((3, 4, 5), (4, 5), (3, 1, 5)), Cost(0, 120)),
+)
+def test_elementwise(case):
+    check(case)
+
+
+# --- C. reductions and softmax ----------------------------------------------------------
+# x[3, 4, 5]: numel(in) = 60
+
+
+@cases(
+    # n - 1 per group: 60 - numel(out)
+    Case("sum-dim1", fn(lambda x: x.sum(1)), ((3, 4, 5),), Cost(0, 60 - 15)),
+    Case("nansum-dim1", fn(lambda x: torch.nansum(x, 1)), ((3, 4, 5),), Cost(0, 60 - 15)),
+    Case("prod-dim2", fn(lambda x: x.prod(2)), ((3, 4, 5),), Cost(0, 60 - 12)),
+    Case("amax", fn(lambda x: x.amax((1, 2))), ((3, 4, 5),), Cost(0, 60 - 3)),
+    Case("amin", fn(lambda x: torch.amin(x, 0)), ((3, 4, 5),), Cost(0, 60 - 20)),
+    Case("max-dim", fn(lambda x: x.max(1).values), ((3, 4, 5),), Cost(0, 60 - 15)),
+    Case("min-all", fn(torch.min), ((3, 4, 5),), Cost(0, 60 - 1)),
+    # with a tensor other, max and min are elementwise: 1 per element of out
+    Case("max-tensor", fn(torch.max), ((3, 4, 5), (4, 5)), Cost(0, 60)),
+    Case("min-tensor", fn(lambda a, b: a.min(b)), ((3, 4, 5), (4, 5)), Cost(0, 60)),
+    # mean and nanmean: numel(in)
+    Case("mean", fn(lambda x: x.mean(1)), ((3, 4, 5),), Cost(0, 60)),
+    Case("nanmean", fn(lambda x: torch.nanmean(x, 1)), ((3, 4, 5),), Cost(0, 60)),
+    # var: 4 * 60; std: + one sqrt per output (15)
+    Case("var", fn(lambda x: x.var(1)), ((3, 4, 5),), Cost(0, 240)),
+    Case("std", fn(lambda x: x.std(1)), ((3, 4, 5),), Cost(0, 255)),
+    Case("var_mean", fn(lambda x: torch.var_mean(x, 1)[0]), ((3, 4, 5),), Cost(0, 240), ("fx",)),
+    Case("std_mean", fn(lambda x: torch.std_mean(x, 1)[0]), ((3, 4, 5),), Cost(0, 255), ("fx",)),
+    # 2-norm: square and accumulate 2 * 60, one sqrt per output (15)
+    Case("norm-fro", fn(lambda x: x.norm(dim=1)), ((3, 4, 5),), Cost(0, 120 + 15)),
+    Case("norm-p2", fn(lambda x: torch.norm(x, p=2, dim=1)), ((3, 4, 5),), Cost(0, 135)),
+    # p = 1 (abs, accumulate), inf (abs, compare), 0 (compare, count): 2 * 60, no root
+    Case("vector_norm-1", fn(lambda x: torch.linalg.vector_norm(x, 1, 1)), ((3, 4, 5),),
+         Cost(0, 120)),  # fmt: skip
+    Case("vector_norm-inf", fn(lambda x: torch.linalg.vector_norm(x, float("inf"), 1)),
+         ((3, 4, 5),), Cost(0, 120)),  # fmt: skip
+    Case("vector_norm-0", fn(lambda x: torch.linalg.vector_norm(x, 0, 1)), ((3, 4, 5),),
+         Cost(0, 120)),  # fmt: skip
+    # any other p: abs, power, accumulate 3 * 60, then the 1/p power per output (15)
+    Case("vector_norm-3", fn(lambda x: torch.linalg.vector_norm(x, 3, 1)), ((3, 4, 5),),
+         Cost(0, 180 + 15)),  # fmt: skip
+    # cumulative along a dim of size s: 60 - 60 / s
+    Case("cumsum-dim1", fn(lambda x: x.cumsum(1)), ((3, 4, 5),), Cost(0, 60 - 15)),
+    Case("cumprod-dim2", fn(lambda x: torch.cumprod(x, 2)), ((3, 4, 5),), Cost(0, 60 - 12)),
+    Case("cummax-dim1", fn(lambda x: torch.cummax(x, 1).values), ((3, 4, 5),), Cost(0, 45)),
+    Case("cummin-dim0", fn(lambda x: x.cummin(0)[0]), ((3, 4, 5),), Cost(0, 60 - 20)),
+    # softmax family and logsumexp: 5 per element of the input
+    Case("softmax", fn(lambda x: x.softmax(1)), ((3, 4, 5),), Cost(0, 300)),
+    Case("log_softmax", fn(lambda x: F.log_softmax(x, 2)), ((3, 4, 5),), Cost(0, 300)),
+    Case("softmin", fn(lambda x: F.softmin(x, 0)), ((3, 4, 5),), Cost(0, 300)),
+    Case("logsumexp", fn(lambda x: torch.logsumexp(x, 1)), ((3, 4, 5),), Cost(0, 300)),
+    Case("Softmax", module(nn.Softmax, 1), ((3, 4, 5),), Cost(0, 300)),
+    Case("LogSoftmax", module(nn.LogSoftmax, 1), ((3, 4, 5),), Cost(0, 300)),
+    Case("Softmin", module(nn.Softmin, 1), ((3, 4, 5),), Cost(0, 300)),
+    # Softmax2d over the channels of [2, 3, 4, 5]: 5 * 120
+    Case("Softmax2d", module(nn.Softmax2d), ((2, 3, 4, 5),), Cost(0, 600)),
+)
+def test_reductions(case):
+    check(case)
+
+
+# --- D. normalization ----------------------------------------------------------------------
+# [2, 4, 3, 3]: 72 elements; [2, 3, 5]: 30 elements
+
+RM, RV, W4 = torch.zeros(4), torch.ones(4), torch.ones(4)
+
+
+@cases(
+    # eval (running statistics): 2 per element + 2 affine
+    Case("batch_norm-eval", module(nn.BatchNorm2d, 4), ((2, 4, 3, 3),), Cost(0, 4 * 72)),
+    Case("batch_norm-eval-no-affine", module(nn.BatchNorm2d, 4, affine=False),
+         ((2, 4, 3, 3),), Cost(0, 2 * 72)),  # fmt: skip
+    # SyncBatchNorm in eval on CPU is batch norm
+    Case("sync_batch_norm-eval", module(nn.SyncBatchNorm, 4), ((2, 4, 3, 3),), Cost(0, 288)),
+    # training, or no running statistics: from the input, 6 + 2 affine
+    Case("batch_norm-train", module(nn.BatchNorm2d, 4, train=True), ((2, 4, 3, 3),),
+         Cost(0, 8 * 72)),  # fmt: skip
+    Case("batch_norm-no-stats", module(nn.BatchNorm1d, 4, affine=False,
+                                       track_running_stats=False), ((2, 4, 3),), Cost(0, 6 * 24)),
+    # functional, only a weight: 2 + 1 per element (eval), 6 + 1 (training)
+    Case("F.batch_norm-weight", fn(lambda x: F.batch_norm(x, RM, RV, W4)), ((2, 4, 3, 3),),
+         Cost(0, 3 * 72)),  # fmt: skip
+    Case("F.batch_norm-train", fn(lambda x: F.batch_norm(x, None, None, None, W4, True)),
+         ((2, 4, 3, 3),), Cost(0, 7 * 72)),  # fmt: skip
+    # instance norm: from the input (6), or running statistics when tracked in eval (2 + 2)
+    Case("instance_norm", module(nn.InstanceNorm2d, 4), ((2, 4, 3, 3),), Cost(0, 6 * 72)),
+    Case("instance_norm-running",
+         module(nn.InstanceNorm2d, 4, affine=True, track_running_stats=True),
+         ((2, 4, 3, 3),), Cost(0, 4 * 72)),  # fmt: skip
+    Case("F.instance_norm", fn(F.instance_norm), ((2, 4, 3, 3),), Cost(0, 6 * 72)),
+    Case("F.instance_norm-running",
+         fn(lambda x: F.instance_norm(x, RM, RV, W4, None, use_input_stats=False)),
+         ((2, 4, 3, 3),), Cost(0, 3 * 72)),  # fmt: skip
+    # layer norm on [2, 3, 5]: 6 + weight + bias
+    Case("layer_norm", module(nn.LayerNorm, 5), ((2, 3, 5),), Cost(0, 8 * 30)),
+    Case("layer_norm-no-bias", module(nn.LayerNorm, 5, bias=False), ((2, 3, 5),), Cost(0, 210)),
+    Case("F.layer_norm", fn(lambda x: F.layer_norm(x, (5,))), ((2, 3, 5),), Cost(0, 180)),
+    Case("F.layer_norm-weight", fn(lambda x: F.layer_norm(x, (5,), torch.ones(5))),
+         ((2, 3, 5),), Cost(0, 210)),  # fmt: skip
+    Case("group_norm", module(nn.GroupNorm, 2, 4), ((2, 4, 3, 3),), Cost(0, 8 * 72)),
+    Case("F.group_norm", fn(lambda x: F.group_norm(x, 2)), ((2, 4, 3, 3),), Cost(0, 6 * 72)),
+    Case("F.group_norm-bias", fn(lambda x: F.group_norm(x, 2, None, W4)), ((2, 4, 3, 3),),
+         Cost(0, 7 * 72)),  # fmt: skip
+    # rms norm: 3 + 1 with a weight
+    Case("rms_norm", module(nn.RMSNorm, 5), ((2, 3, 5),), Cost(0, 4 * 30)),
+    Case("rms_norm-no-weight", module(nn.RMSNorm, 5, elementwise_affine=False), ((2, 3, 5),),
+         Cost(0, 3 * 30)),  # fmt: skip
+    Case("F.rms_norm", fn(lambda x: F.rms_norm(x, (5,))), ((2, 3, 5),), Cost(0, 90)),
+    Case("F.rms_norm-weight", fn(lambda x: F.rms_norm(x, (5,), torch.ones(5))), ((2, 3, 5),),
+         Cost(0, 120)),  # fmt: skip
+    # F.normalize: 3 per element
+    Case("normalize", fn(lambda x: F.normalize(x, dim=1)), ((3, 4, 5),), Cost(0, 180)),
+    # local response norm: (2 * size + 3) per element
+    Case("local_response_norm", module(nn.LocalResponseNorm, 3), ((2, 4, 3, 3),),
+         Cost(0, 9 * 72)),  # fmt: skip
+    Case("F.local_response_norm", fn(lambda x: F.local_response_norm(x, 2)), ((2, 4, 3, 3),),
+         Cost(0, 7 * 72)),  # fmt: skip
+)
+def test_norms(case):
+    check(case)
+
+
+# --- E. pooling ----------------------------------------------------------------------------
+
+
+@cases(
+    # numel(out) * prod(kernel)
+    # MaxPool2d(2) on [1, 2, 6, 6] -> [1, 2, 3, 3]: 18 * 4
+    Case("max_pool2d", module(nn.MaxPool2d, 2), ((1, 2, 6, 6),), Cost(0, 72)),
+    # kernel (2, 3), stride 1 on [1, 2, 4, 5] -> [1, 2, 3, 3]: 18 * 6
+    Case("max_pool2d-rect", module(nn.MaxPool2d, (2, 3), 1), ((1, 2, 4, 5),), Cost(0, 108)),
+    # F.max_pool2d(x, 3, 1) on [1, 1, 5, 5] -> 3x3: 9 * 9
+    Case("F.max_pool2d", fn(lambda x: F.max_pool2d(x, 3, 1)), ((1, 1, 5, 5),), Cost(0, 81)),
+    # AvgPool1d(3) on [2, 3, 9] -> [2, 3, 3]: 18 * 3
+    Case("avg_pool1d", module(nn.AvgPool1d, 3), ((2, 3, 9),), Cost(0, 54)),
+    Case("F.avg_pool1d", fn(lambda x: F.avg_pool1d(x, 2)), ((2, 3, 8),), Cost(0, 24 * 2)),
+    # LPPool2d(2, 2) on [1, 2, 4, 4] -> [1, 2, 2, 2]: 8 * 4
+    Case("lp_pool2d", module(nn.LPPool2d, 2, 2), ((1, 2, 4, 4),), Cost(0, 32)),
+    # F.lp_pool1d(x, 2, 3) on [1, 2, 9] -> [1, 2, 3]: 6 * 3
+    Case("F.lp_pool1d", fn(lambda x: F.lp_pool1d(x, 2, 3)), ((1, 2, 9),), Cost(0, 18)),
+    # MaxPool3d(2) on [1, 1, 4, 4, 4] -> 2x2x2: 8 * 8
+    Case("max_pool3d", module(nn.MaxPool3d, 2), ((1, 1, 4, 4, 4),), Cost(0, 64)),
+    # adaptive (2, 3) on [1, 2, 5, 7]: windows along 5 -> 2: [0, 3), [2, 5): 3 + 3 = 6;
+    # along 7 -> 3: [0, 3), [2, 5), [4, 7): 9; 2 channels * 6 * 9
+    Case("adaptive_avg_pool2d", module(nn.AdaptiveAvgPool2d, (2, 3)), ((1, 2, 5, 7),),
+         Cost(0, 108)),  # fmt: skip
+    # along 7 -> 3 again (9) for 2 * 3 rows
+    Case("adaptive_max_pool1d", module(nn.AdaptiveMaxPool1d, 3), ((2, 3, 7),), Cost(0, 54)),
+    # global: numel(in) 70
+    Case("adaptive_avg_pool2d-global", fn(lambda x: F.adaptive_avg_pool2d(x, 1)),
+         ((1, 2, 5, 7),), Cost(0, 70)),  # fmt: skip
+)
+def test_pooling(case):
+    check(case)
