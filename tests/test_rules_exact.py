@@ -421,3 +421,190 @@ def test_norms(case):
 )
 def test_pooling(case):
     check(case)
+
+
+# --- dropout, interpolation, embedding bags ------------------------------------------------
+
+
+@cases(
+    # training: one scaled-mask multiply per element (60); eval, or p = 0: the identity
+    Case("dropout-train", module(nn.Dropout, 0.5, train=True), ((3, 4, 5),), Cost(0, 60)),
+    Case("dropout-eval", module(nn.Dropout, 0.5), ((3, 4, 5),), Cost(0, 0)),
+    Case("dropout-p0", module(nn.Dropout, 0.0, train=True), ((3, 4, 5),), Cost(0, 0)),
+    Case("F.dropout", fn(lambda x: F.dropout(x, 0.5)), ((3, 4, 5),), Cost(0, 60)),
+    Case("F.dropout-eval", fn(lambda x: F.dropout(x, 0.5, training=False)), ((3, 4, 5),),
+         Cost(0, 0)),  # fmt: skip
+    Case("F.dropout-p0", fn(lambda x: F.dropout(x, 0.0)), ((3, 4, 5),), Cost(0, 0)),
+    Case("torch.dropout", fn(lambda x: torch.dropout(x, 0.5, True)), ((3, 4, 5),), Cost(0, 60)),
+    # F.alpha_dropout defaults to training=False
+    Case("F.alpha_dropout", fn(lambda x: F.alpha_dropout(x, 0.5)), ((3, 4, 5),), Cost(0, 0)),
+    Case("F.alpha_dropout-train", fn(lambda x: F.alpha_dropout(x, 0.5, True)), ((3, 4, 5),),
+         Cost(0, 60)),  # fmt: skip
+    # taps * numel(out) MACs: bilinear [1, 2, 3, 4] x2 -> [1, 2, 6, 8] = 96 outputs * 4
+    Case("interpolate-bilinear",
+         fn(lambda x: F.interpolate(x, scale_factor=2, mode="bilinear")), ((1, 2, 3, 4),),
+         Cost(384, 768)),  # fmt: skip
+    # linear [1, 2, 5] -> [1, 2, 10]: 20 * 2
+    Case("interpolate-linear", fn(lambda x: F.interpolate(x, size=10, mode="linear")),
+         ((1, 2, 5),), Cost(40, 80)),  # fmt: skip
+    # bicubic [1, 1, 2, 2] -> 4x4: 16 * 16
+    Case("interpolate-bicubic", fn(lambda x: F.interpolate(x, size=(4, 4), mode="bicubic")),
+         ((1, 1, 2, 2),), Cost(256, 512)),  # fmt: skip
+    # trilinear [1, 1, 2, 2, 2] x2 -> 64 outputs * 8
+    Case("interpolate-trilinear",
+         fn(lambda x: F.interpolate(x, scale_factor=2, mode="trilinear")), ((1, 1, 2, 2, 2),),
+         Cost(512, 1024)),  # fmt: skip
+    Case("interpolate-nearest", fn(lambda x: F.interpolate(x, scale_factor=2)), ((1, 2, 3, 4),),
+         Cost(0, 0)),  # fmt: skip
+    # area is an adaptive average pool: [1, 2, 6, 6] -> 3x3, windows of 2 along each dim:
+    # 2 channels * (3 * 2) * (3 * 2)
+    Case("interpolate-area", fn(lambda x: F.interpolate(x, size=(3, 3), mode="area")),
+         ((1, 2, 6, 6),), Cost(0, 72)),  # fmt: skip
+    Case("Upsample-bilinear", module(nn.Upsample, scale_factor=2, mode="bilinear"),
+         ((1, 2, 3, 4),), Cost(384, 768)),  # fmt: skip
+    Case("Upsample-area", module(nn.Upsample, size=(3, 3), mode="area"), ((1, 2, 6, 6),),
+         Cost(0, 72)),  # fmt: skip
+    Case("upsample_bilinear", fn(lambda x: F.upsample_bilinear(x, scale_factor=2)),
+         ((1, 2, 3, 4),), Cost(384, 768)),  # fmt: skip
+)
+def test_dropout_and_interpolation(case):
+    check(case)
+
+
+IDX = flopgraph.TensorSpec((2, 4), torch.long)  # 2 bags of 4 indices
+EMB = torch.randn(10, 3)
+
+
+class Bag(nn.Module):
+    """EmbeddingBag(10, 3) with per-sample weights (mode sum)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bag = nn.EmbeddingBag(10, 3, mode="sum")
+
+    def forward(self, idx):
+        return self.bag(idx, per_sample_weights=torch.ones(2, 4))
+
+
+@cases(
+    # 8 indices gather 8 rows of 3 = 24 values into out[2, 3] (6): mean 24 (adds and the
+    # divide); sum and max 24 - 6 (n - 1 per bag)
+    Case("embedding_bag-mean", module(nn.EmbeddingBag, 10, 3), (IDX,), Cost(0, 24)),
+    Case("embedding_bag-sum", module(nn.EmbeddingBag, 10, 3, mode="sum"), (IDX,), Cost(0, 18)),
+    Case("embedding_bag-max", module(nn.EmbeddingBag, 10, 3, mode="max"), (IDX,), Cost(0, 18)),
+    # per-sample weights: + one multiply per gathered value (24)
+    Case("embedding_bag-weighted", Bag, (IDX,), Cost(0, 18 + 24)),
+    Case("F.embedding_bag", fn(lambda i: F.embedding_bag(i, EMB)), (IDX,), Cost(0, 24)),
+    Case("F.embedding_bag-sum", fn(lambda i: F.embedding_bag(i, EMB, mode="sum")), (IDX,),
+         Cost(0, 18)),  # fmt: skip
+    Case("F.embedding_bag-weighted",
+         fn(lambda i: F.embedding_bag(i, EMB, mode="sum", per_sample_weights=torch.ones(2, 4))),
+         (IDX,), Cost(0, 42)),  # fmt: skip
+)
+def test_embedding_bag(case):
+    check(case)
+
+
+# --- torch.nn's Transformer modules --------------------------------------------------------
+
+# One attention of nn.MultiheadAttention(8, 2) on L queries and S keys, batch 2, no
+# weights averaged: projections of 2L, 2S, 2S rows (64 MACs per row, + 8 bias each), the
+# core with heads folded (B 4, head dim 4): MACs 4*L*S*8, flops 2*MACs + 6 per score
+# (+ 1 with dropout), output projection of 2L rows.
+
+
+def attention_cost(L: int, S: int, dropout: bool = False) -> Cost:
+    q, kv, scores = 2 * L, 2 * S, 4 * L * S
+    macs = 64 * q + 2 * 64 * kv + scores * 8 + 64 * q
+    flops = 2 * macs + 8 * q + 2 * 8 * kv + scores * (6 + dropout) + 8 * q
+    return Cost(macs, flops)
+
+
+def feed_forward_cost(n: int, residuals: int, dropout: bool = False) -> Cost:
+    # x[n, 8]: linear1 8 -> 16 (+ 16 bias per row), relu 16n, linear2 16 -> 8 (+ 8 bias),
+    # residual adds 8n each, one LayerNorm(8) per residual (8 per element); training:
+    # dropout after the activation (16n) and on each residual branch (8n each)
+    macs = n * 8 * 16 + n * 16 * 8
+    flops = 2 * macs + 16 * n + 16 * n + 8 * n + residuals * 8 * n + residuals * 8 * 8 * n
+    if dropout:
+        flops += 16 * n + residuals * 8 * n
+    return Cost(macs, flops)
+
+
+@cases(
+    # src [4, 2, 8]: 8 rows
+    Case("encoder_layer-eval", module(nn.TransformerEncoderLayer, 8, 2, 16), ((4, 2, 8),),
+         attention_cost(4, 4) + feed_forward_cost(8, 2)),  # fmt: skip
+    Case("encoder_layer-train", module(nn.TransformerEncoderLayer, 8, 2, 16, train=True),
+         ((4, 2, 8),), attention_cost(4, 4, True) + feed_forward_cost(8, 2, True)),
+    # tgt [3, 2, 8] (6 rows), memory [4, 2, 8]: self attention, cross attention, 3 residuals
+    Case("decoder_layer-eval", module(nn.TransformerDecoderLayer, 8, 2, 16),
+         ((3, 2, 8), (4, 2, 8)),
+         attention_cost(3, 3) + attention_cost(3, 4) + feed_forward_cost(6, 3)),
+    # two layers and a final LayerNorm(8) on the 64 elements
+    Case("encoder", lambda: nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), 2,
+                                                  norm=nn.LayerNorm(8)).eval(),
+         ((4, 2, 8),),
+         Cost(2 * attention_cost(4, 4).macs + 2 * feed_forward_cost(8, 2).macs,
+              2 * (attention_cost(4, 4).flops + feed_forward_cost(8, 2).flops) + 8 * 64)),
+    # Transformer(8, 2, 1 encoder layer, 1 decoder layer, 16): both stacks end in a norm
+    Case("transformer", module(nn.Transformer, 8, 2, 1, 1, 16), ((4, 2, 8), (3, 2, 8)),
+         attention_cost(4, 4) + feed_forward_cost(8, 2) + Cost(0, 8 * 64)
+         + attention_cost(3, 3) + attention_cost(3, 4) + feed_forward_cost(6, 3)
+         + Cost(0, 8 * 48)),
+)  # fmt: skip
+def test_transformer_modules(case):
+    check(case)
+
+
+# --- torchvision ops -------------------------------------------------------------------------
+
+
+def _tv():
+    return pytest.importorskip("torchvision.ops")
+
+
+@pytest.mark.parametrize(
+    "training, p, flops",
+    # training with p > 0: one scaled-mask multiply per element of x[4, 3, 5] (60);
+    # eval or p = 0: the identity
+    [(True, 0.5, 60), (False, 0.5, 0), (True, 0.0, 0)],
+)
+def test_stochastic_depth(training, p, flops):
+    ops = _tv()
+    # fx only: fx keeps the call whole inside torchvision's StochasticDepth (torchvision
+    # wraps it for fx there); on aten its parts (the mask, its divide, the multiply) count
+    check(Case("StochasticDepth", lambda: ops.StochasticDepth(p, "row").train(training),
+               ((4, 3, 5),), Cost(0, flops), ("fx",)))  # fmt: skip
+
+
+class RoI(nn.Module):
+    """A torchvision RoI layer on a feature map and rois [K, 5]."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x, rois):
+        return self.layer(x, rois)
+
+
+@pytest.mark.parametrize(
+    "ratio, samples",
+    # sampling_ratio 2: 2 * 2 samples per bin; adaptive (-1): its least, 1
+    [(2, 4), (-1, 1)],
+)
+def test_roi_align(ratio, samples):
+    ops = _tv()
+    # out [3 boxes, 2 channels, 2, 3] = 36 bins; each sample a bilinear interpolation
+    # (4 MACs), each bin the mean of its samples (1 flop per sample)
+    s = 36 * samples
+    model = lambda: RoI(ops.RoIAlign((2, 3), 1.0, ratio))  # noqa: E731
+    check(Case("roi_align", model, ((1, 2, 8, 8), (3, 5)), Cost(4 * s, 8 * s + s)))
+
+
+def test_roi_pool():
+    ops = _tv()
+    # a window only box values tell: its least, one element per bin of [3, 2, 2, 3]
+    check(Case("roi_pool", lambda: RoI(ops.RoIPool((2, 3), 1.0)), ((1, 2, 8, 8), (3, 5)),
+               Cost(0, 36)))  # fmt: skip
