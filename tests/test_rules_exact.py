@@ -114,6 +114,8 @@ W5x13, B5 = torch.randn(5, 13), torch.randn(5)
     # F.linear(x[3, 13], W[5, 13]): 3 * 13 * 5 = 195; with bias + 3 * 5
     Case("F.linear", fn(lambda x: F.linear(x, W5x13)), ((3, 13),), Cost(195, 390)),
     Case("F.linear-bias", fn(lambda x: F.linear(x, W5x13, B5)), ((3, 13),), Cost(195, 405)),
+    # a 1-D weight [13] is one output feature: 3 rows * 13 * 1
+    Case("F.linear-1d-weight", fn(lambda x: F.linear(x, W5x13[0])), ((3, 13),), Cost(39, 78)),
     # addmm(M[4, 5], A[4, 3], B[3, 5]): mm 4*5*3 = 60, + 20 adds
     Case("addmm", fn(torch.addmm), ((4, 5), (4, 3), (3, 5)), Cost(60, 120 + 20)),
     # baddbmm(M[2, 4, 5], A[2, 4, 3], B[2, 3, 5]): 2*4*5*3 = 120, + 40 adds
@@ -608,3 +610,59 @@ def test_roi_pool():
     # a window only box values tell: its least, one element per bin of [3, 2, 2, 3]
     check(Case("roi_pool", lambda: RoI(ops.RoIPool((2, 3), 1.0)), ((1, 2, 8, 8), (3, 5)),
                Cost(0, 36)))  # fmt: skip
+
+
+# --- the fused attention kernels, as the aten frontend may meet them ------------------------
+
+ATEN = torch.ops.aten
+
+
+@cases(
+    # q, k, v [2, 3, 4 | 6, 8]: B 6, L 4, S 6, E = Ev = 8: scores 144, MACs 144 * 16 = 2304;
+    # flops 2 * 2304 + 144 * (1 scale + 5 softmax + 1 causal mask + 1 dropout as given)
+    Case("flash_for_cpu-causal",
+         fn(lambda q, k, v: ATEN._scaled_dot_product_flash_attention_for_cpu(
+             q, k, v, 0.0, True)[0]),
+         ((2, 3, 4, 8), (2, 3, 6, 8), (2, 3, 6, 8)), Cost(2304, 4608 + 144 * 7), ("aten",)),
+    Case("flash_for_cpu-dropout",
+         fn(lambda q, k, v: ATEN._scaled_dot_product_flash_attention_for_cpu(
+             q, k, v, 0.5, False)[0]),
+         ((2, 3, 4, 8), (2, 3, 6, 8), (2, 3, 6, 8)), Cost(2304, 4608 + 144 * 7), ("aten",)),
+    Case("efficient-mask",
+         fn(lambda q, k, v: ATEN._scaled_dot_product_efficient_attention(
+             q, k, v, torch.zeros(2, 3, 4, 6), False, 0.0, False)[0]),
+         ((2, 3, 4, 8), (2, 3, 6, 8), (2, 3, 6, 8)), Cost(2304, 4608 + 144 * 7), ("aten",)),
+    Case("efficient-causal-dropout",
+         fn(lambda q, k, v: ATEN._scaled_dot_product_efficient_attention(
+             q, k, v, None, False, 0.5, True)[0]),
+         ((2, 3, 4, 8), (2, 3, 6, 8), (2, 3, 6, 8)), Cost(2304, 4608 + 144 * 8), ("aten",)),
+)  # fmt: skip
+def test_attention_kernels(case):
+    check(case)
+
+
+@pytest.mark.parametrize(
+    "shift, train, flops",
+    [
+        # x [1, 4, 4, 8], 2x2 windows: 4 windows of 4 tokens = 16 rows of 8, heads 2
+        # (head dim 4), scores [4, 2, 4, 4] = 128. qkv linear 16*8*24 = 3072 MACs,
+        # 6144 + 384 bias; q scaling 128; q @ k^T 128 * 4 = 512 MACs, 1024; + bias table
+        # 128; softmax 5 * 128 = 640; attn @ v 512 MACs, 1024; proj 16*8*8 = 1024 MACs,
+        # 2048 + 128 bias. Shifted: the region mask, one subtract per (window, token,
+        # token) 4*4*4 = 64, and its add on the scores 128. Training with both dropouts:
+        # + 128 (weights) + 128 (output)
+        ([1, 1], False, 6528 + 128 + 1024 + 128 + 640 + 1024 + 2176 + 192),
+        ([0, 0], False, 6528 + 128 + 1024 + 128 + 640 + 1024 + 2176),
+        ([1, 1], True, 6528 + 128 + 1024 + 128 + 640 + 1024 + 2176 + 192 + 256),
+    ],
+)
+def test_shifted_window_attention(shift, train, flops):
+    _tv()
+    from torchvision.models.swin_transformer import ShiftedWindowAttention
+
+    def build() -> nn.Module:
+        m = ShiftedWindowAttention(8, [2, 2], shift, 2, attention_dropout=0.1, dropout=0.1)
+        return m.train(train)
+
+    # fx only: fx keeps torchvision's wrapped shifted_window_attention whole
+    check(Case("swin", build, ((1, 4, 4, 8),), Cost(3072 + 512 + 512 + 1024, flops), ("fx",)))
