@@ -171,7 +171,8 @@ class _Mutator(ast.NodeTransformer):
         self._returns_cost.append(node.returns is not None and "Cost" in ast.unparse(node.returns))
         self._in_function += 1
         body = node.body
-        doc = bool(body) and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+        first = body[0] if body else None
+        doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
         node.body = body[:doc] + [self.visit(stmt) for stmt in body[doc:]]
         self._in_function -= 1
         self._returns_cost.pop()
@@ -360,7 +361,7 @@ def run(selected: list[Mutant], jobs: int, timeout: float) -> Iterator[Outcome]:
         pid, status = os.waitpid(-1, os.WNOHANG)
         if pid == 0:
             now = time.monotonic()
-            for p, (m, start) in list(running.items()):
+            for p, (_, start) in list(running.items()):
                 if now - start > timeout:
                     os.kill(p, signal.SIGKILL)
             time.sleep(0.02)
@@ -389,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--file", action="append", help="a source file to mutate (repeatable)")
     p.add_argument("--lines", help="only mutants on these lines: N or N-M (with one --file)")
     p.add_argument("--jobs", type=int, default=2, help="children at a time (default 2)")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds per mutant")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant")
     p.add_argument("--list", action="store_true", help="list the mutants and exit")
     p.add_argument("-v", "--verbose", action="store_true", help="print every outcome")
     a = p.parse_args(argv)

@@ -666,3 +666,39 @@ def test_shifted_window_attention(shift, train, flops):
 
     # fx only: fx keeps torchvision's wrapped shifted_window_attention whole
     check(Case("swin", build, ((1, 4, 4, 8),), Cost(3072 + 512 + 512 + 1024, flops), ("fx",)))
+
+
+def test_einsum_ellipsis():
+    # ...ij,...jk->...ik on [2, 3, 4], [2, 4, 5]: the ellipsis is one dim of 2;
+    # 2 * i3 * j4 * k5 = 120 MACs
+    model = fn(lambda a, b: torch.einsum("...ij,...jk->...ik", a, b))
+    check(Case("einsum-ellipsis", model, ((2, 3, 4), (2, 4, 5)), Cost(120, 240)))
+
+
+def test_einsum_path_with_a_single_operand_step():
+    # the formula on opt_einsum's path convention (opt_einsum is optional, so the path is
+    # given): ab,bc,cd->a with a 2, b 3, c 5, d 6 and path [(2,), (0, 1), (0, 1)]:
+    # sum d out of cd first (5*6 - 5 = 25 adds), then ab . bc over a, b, c (30 MACs),
+    # then ac . c over a, c (10 MACs)
+    from flopgraph import formulas
+
+    got = formulas.einsum("ab,bc,cd->a", [(2, 3), (3, 5), (5, 6)], [(2,), (0, 1), (0, 1)])
+    assert got == Cost(30 + 10, 2 * 40 + 25)
+
+
+@cases(
+    # implicit output (letters used once): ij,jk is ik, 3*4*5 = 60 MACs
+    Case("einsum-implicit", fn(lambda a, b: torch.einsum("ij,jk", a, b)), ((3, 4), (4, 5)),
+         Cost(60, 120)),
+    # one operand: "ij" keeps both letters (a copy, 0); "ii" is the trace, 3 - 1 adds
+    Case("einsum-copy", fn(lambda a: torch.einsum("ij", a)), ((3, 4),), Cost(0, 0)),
+    Case("einsum-trace", fn(lambda a: torch.einsum("ii", a)), ((3, 3),), Cost(0, 2)),
+    # ...ij->...i on [2, 3, 4]: sums j out, 24 - 6
+    Case("einsum-ellipsis-sum", fn(lambda a: torch.einsum("...ij->...i", a)), ((2, 3, 4),),
+         Cost(0, 18)),
+    # an ellipsis of two dims [2, 2]: 4 * 3*4*5 = 240 MACs
+    Case("einsum-ellipsis-2", fn(lambda a, b: torch.einsum("...ij,...jk->...ik", a, b)),
+         ((2, 2, 3, 4), (2, 2, 4, 5)), Cost(240, 480)),
+)  # fmt: skip
+def test_einsum_labels(case):
+    check(case)
