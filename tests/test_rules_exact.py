@@ -97,8 +97,9 @@ def cases(*cs: Case):
     # x[3] @ W[3, 4]: 4 outputs of a dot over 3 (the 1-D left operand)
     Case("matmul-vec-mat", fn(lambda a, b: a @ b), ((3,), (3, 4)), Cost(12, 24)),
     # reflected: W[2, 3] on the right of a Python scalar-free x.__rmatmul__ (y @ x)
-    Case("rmatmul", fn(lambda a, b: a.__rmatmul__(b)), ((3, 4), (2, 3)), Cost(24, 48),
-         ("fx",)),  # fmt: skip
+    Case(
+        "rmatmul", fn(lambda a, b: a.__rmatmul__(b)), ((3, 4), (2, 3)), Cost(24, 48), ("fx",)
+    ),  # fmt: skip
 )
 def test_contractions(case):
     check(case)
@@ -127,37 +128,71 @@ W5x13, B5 = torch.randn(5, 13), torch.randn(5)
     # Conv2d(3, 8, 3) on [2, 3, 7, 9] -> [2, 8, 5, 7] = 560 outputs * 3*3*3 = 15120 MACs
     Case("conv2d", module(nn.Conv2d, 3, 8, 3), ((2, 3, 7, 9),), Cost(15120, 30240 + 560)),
     # groups 2: weight [6, 2, 2, 2]; [1, 4, 3, 3] -> [1, 6, 2, 2] = 24 outputs * 8
-    Case("conv2d-groups", module(nn.Conv2d, 4, 6, 2, groups=2, bias=False), ((1, 4, 3, 3),),
-         Cost(192, 384)),  # fmt: skip
+    Case(
+        "conv2d-groups",
+        module(nn.Conv2d, 4, 6, 2, groups=2, bias=False),
+        ((1, 4, 3, 3),),
+        Cost(192, 384),
+    ),  # fmt: skip
     # F.conv1d(x[2, 3, 20], W[5, 3, 4], stride 3): L_out = (20 - 4) // 3 + 1 = 6;
     # 2*5*6 = 60 outputs * 3*4 = 720 MACs; bias + 60
-    Case("F.conv1d", fn(lambda x: F.conv1d(x, torch.randn(5, 3, 4), stride=3)), ((2, 3, 20),),
-         Cost(720, 1440)),  # fmt: skip
-    Case("F.conv1d-bias",
-         fn(lambda x: F.conv1d(x, torch.randn(5, 3, 4), torch.randn(5), stride=3)),
-         ((2, 3, 20),), Cost(720, 1500)),  # fmt: skip
+    Case(
+        "F.conv1d",
+        fn(lambda x: F.conv1d(x, torch.randn(5, 3, 4), stride=3)),
+        ((2, 3, 20),),
+        Cost(720, 1440),
+    ),  # fmt: skip
+    Case(
+        "F.conv1d-bias",
+        fn(lambda x: F.conv1d(x, torch.randn(5, 3, 4), torch.randn(5), stride=3)),
+        ((2, 3, 20),),
+        Cost(720, 1500),
+    ),  # fmt: skip
     # ConvTranspose2d(3, 4, 2, stride 2) on [1, 3, 3, 3] -> [1, 4, 6, 6] = 144:
     # numel(x) 27 * weight[1:] 4*2*2 = 432 MACs, bias + 144
-    Case("conv_transpose2d", module(nn.ConvTranspose2d, 3, 4, 2, stride=2), ((1, 3, 3, 3),),
-         Cost(432, 864 + 144)),  # fmt: skip
+    Case(
+        "conv_transpose2d",
+        module(nn.ConvTranspose2d, 3, 4, 2, stride=2),
+        ((1, 3, 3, 3),),
+        Cost(432, 864 + 144),
+    ),  # fmt: skip
     # F.conv_transpose1d(x[1, 2, 5], W[2, 3, 3]) -> [1, 3, 7]: 10 * 9 = 90; bias + 21
-    Case("F.conv_transpose1d", fn(lambda x: F.conv_transpose1d(x, torch.randn(2, 3, 3))),
-         ((1, 2, 5),), Cost(90, 180)),  # fmt: skip
-    Case("F.conv_transpose1d-bias",
-         fn(lambda x: F.conv_transpose1d(x, torch.randn(2, 3, 3), torch.randn(3))),
-         ((1, 2, 5),), Cost(90, 201)),  # fmt: skip
+    Case(
+        "F.conv_transpose1d",
+        fn(lambda x: F.conv_transpose1d(x, torch.randn(2, 3, 3))),
+        ((1, 2, 5),),
+        Cost(90, 180),
+    ),  # fmt: skip
+    Case(
+        "F.conv_transpose1d-bias",
+        fn(lambda x: F.conv_transpose1d(x, torch.randn(2, 3, 3), torch.randn(3))),
+        ((1, 2, 5),),
+        Cost(90, 201),
+    ),  # fmt: skip
     # einsum ij,jk->ik on [3, 4], [4, 5]: i*j*k = 60
-    Case("einsum-2", fn(lambda a, b: torch.einsum("ij,jk->ik", a, b)), ((3, 4), (4, 5)),
-         Cost(60, 120)),  # fmt: skip
+    Case(
+        "einsum-2",
+        fn(lambda a, b: torch.einsum("ij,jk->ik", a, b)),
+        ((3, 4), (4, 5)),
+        Cost(60, 120),
+    ),  # fmt: skip
     # three operands [2, 3, 4] [2, 4, 5] [2, 5, 6], left to right (also the cheapest
     # path): b*i*j*k = 120, then b*i*k*l = 180 -> 300 (the other order: 240 + 144)
-    Case("einsum-3", fn(lambda a, b, c: torch.einsum("bij,bjk,bkl->bil", a, b, c)),
-         ((2, 3, 4), (2, 4, 5), (2, 5, 6)), Cost(300, 600)),  # fmt: skip
+    Case(
+        "einsum-3",
+        fn(lambda a, b, c: torch.einsum("bij,bjk,bkl->bil", a, b, c)),
+        ((2, 3, 4), (2, 4, 5), (2, 5, 6)),
+        Cost(300, 600),
+    ),  # fmt: skip
     # one operand ij->i on [3, 4]: a reduction, 12 - 3 = 9
     Case("einsum-1", fn(lambda a: torch.einsum("ij->i", a)), ((3, 4),), Cost(0, 9)),
     # F.bilinear(x1[2, 3], x2[2, 4], W[5, 3, 4], b[5]): 2 rows * 5*3*4 = 120; bias + 10
-    Case("F.bilinear", fn(lambda a, b: F.bilinear(a, b, torch.randn(5, 3, 4), torch.randn(5))),
-         ((2, 3), (2, 4)), Cost(120, 250)),  # fmt: skip
+    Case(
+        "F.bilinear",
+        fn(lambda a, b: F.bilinear(a, b, torch.randn(5, 3, 4), torch.randn(5))),
+        ((2, 3), (2, 4)),
+        Cost(120, 250),
+    ),  # fmt: skip
     Case("bilinear", module(nn.Bilinear, 3, 4, 5, bias=False), ((2, 3), (2, 4)), Cost(120, 240)),
 )
 def test_contractions_more(case):
@@ -222,9 +257,12 @@ def test_attention(case):
     # GRU(3, 4, 2 layers, bidirectional, no bias), 10 pairs * 2 directions: layer 0:
     # 12*(3+4) = 84 MACs, 168 + 12 + cell 8*4 = 212; layer 1 reads 2*4 = 8:
     # 12*(8+4) = 144, 288 + 12 + 32 = 332
-    Case("gru-2-layers-bidirectional",
-         module(nn.GRU, 3, 4, num_layers=2, bidirectional=True, bias=False), ((5, 2, 3),),
-         Cost(20 * 84 + 20 * 144, 20 * 212 + 20 * 332)),  # fmt: skip
+    Case(
+        "gru-2-layers-bidirectional",
+        module(nn.GRU, 3, 4, num_layers=2, bidirectional=True, bias=False),
+        ((5, 2, 3),),
+        Cost(20 * 84 + 20 * 144, 20 * 212 + 20 * 332),
+    ),  # fmt: skip
     # RNN(3, 4): 4*7 = 28 MACs, 56 + 4 + 8 + 4 = 72 per step
     Case("rnn", module(nn.RNN, 3, 4), ((5, 2, 3),), Cost(280, 720)),
     # LSTM(3, 4, proj_size=2): 16*(3 + 2) + 4*2 = 88 MACs, 176 + 16 + 32 + 36 = 260
@@ -241,8 +279,23 @@ def test_recurrent(case):
 # --- B. elementwise ------------------------------------------------------------------------
 
 # a[3, 1, 5] with b[4, 5] broadcasts to out[3, 4, 5]: 60 elements, 1 flop each
-BINARY = ("floor_divide", "fmax", "fmin", "atan2", "hypot", "xlogy", "copysign", "subtract",
-          "rsub", "multiply", "divide", "true_divide", "float_power", "maximum", "minimum")
+BINARY = (
+    "floor_divide",
+    "fmax",
+    "fmin",
+    "atan2",
+    "hypot",
+    "xlogy",
+    "copysign",
+    "subtract",
+    "rsub",
+    "multiply",
+    "divide",
+    "true_divide",
+    "float_power",
+    "maximum",
+    "minimum",
+)
 # x[3, 4, 5]: 60 elements, 1 flop each
 UNARY = ("atan", "arctan", "asin", "acos", "sinh", "cosh", "frac", "nan_to_num", "erfinv",
          "logit", "sgn", "angle", "i0", "negative", "absolute", "exp2", "trunc")  # fmt: skip
@@ -301,15 +354,25 @@ def test_elementwise(case):
     Case("norm-fro", fn(lambda x: x.norm(dim=1)), ((3, 4, 5),), Cost(0, 120 + 15)),
     Case("norm-p2", fn(lambda x: torch.norm(x, p=2, dim=1)), ((3, 4, 5),), Cost(0, 135)),
     # p = 1 (abs, accumulate), inf (abs, compare), 0 (compare, count): 2 * 60, no root
-    Case("vector_norm-1", fn(lambda x: torch.linalg.vector_norm(x, 1, 1)), ((3, 4, 5),),
-         Cost(0, 120)),  # fmt: skip
-    Case("vector_norm-inf", fn(lambda x: torch.linalg.vector_norm(x, float("inf"), 1)),
-         ((3, 4, 5),), Cost(0, 120)),  # fmt: skip
-    Case("vector_norm-0", fn(lambda x: torch.linalg.vector_norm(x, 0, 1)), ((3, 4, 5),),
-         Cost(0, 120)),  # fmt: skip
+    Case(
+        "vector_norm-1", fn(lambda x: torch.linalg.vector_norm(x, 1, 1)), ((3, 4, 5),), Cost(0, 120)
+    ),  # fmt: skip
+    Case(
+        "vector_norm-inf",
+        fn(lambda x: torch.linalg.vector_norm(x, float("inf"), 1)),
+        ((3, 4, 5),),
+        Cost(0, 120),
+    ),  # fmt: skip
+    Case(
+        "vector_norm-0", fn(lambda x: torch.linalg.vector_norm(x, 0, 1)), ((3, 4, 5),), Cost(0, 120)
+    ),  # fmt: skip
     # any other p: abs, power, accumulate 3 * 60, then the 1/p power per output (15)
-    Case("vector_norm-3", fn(lambda x: torch.linalg.vector_norm(x, 3, 1)), ((3, 4, 5),),
-         Cost(0, 180 + 15)),  # fmt: skip
+    Case(
+        "vector_norm-3",
+        fn(lambda x: torch.linalg.vector_norm(x, 3, 1)),
+        ((3, 4, 5),),
+        Cost(0, 180 + 15),
+    ),  # fmt: skip
     # cumulative along a dim of size s: 60 - 60 / s
     Case("cumsum-dim1", fn(lambda x: x.cumsum(1)), ((3, 4, 5),), Cost(0, 60 - 15)),
     Case("cumprod-dim2", fn(lambda x: torch.cumprod(x, 2)), ((3, 4, 5),), Cost(0, 60 - 12)),
@@ -339,53 +402,97 @@ RM, RV, W4 = torch.zeros(4), torch.ones(4), torch.ones(4)
 @cases(
     # eval (running statistics): 2 per element + 2 affine
     Case("batch_norm-eval", module(nn.BatchNorm2d, 4), ((2, 4, 3, 3),), Cost(0, 4 * 72)),
-    Case("batch_norm-eval-no-affine", module(nn.BatchNorm2d, 4, affine=False),
-         ((2, 4, 3, 3),), Cost(0, 2 * 72)),  # fmt: skip
+    Case(
+        "batch_norm-eval-no-affine",
+        module(nn.BatchNorm2d, 4, affine=False),
+        ((2, 4, 3, 3),),
+        Cost(0, 2 * 72),
+    ),  # fmt: skip
     # SyncBatchNorm in eval on CPU is batch norm
     Case("sync_batch_norm-eval", module(nn.SyncBatchNorm, 4), ((2, 4, 3, 3),), Cost(0, 288)),
     # training, or no running statistics: from the input, 6 + 2 affine
-    Case("batch_norm-train", module(nn.BatchNorm2d, 4, train=True), ((2, 4, 3, 3),),
-         Cost(0, 8 * 72)),  # fmt: skip
-    Case("batch_norm-no-stats", module(nn.BatchNorm1d, 4, affine=False,
-                                       track_running_stats=False), ((2, 4, 3),), Cost(0, 6 * 24)),
+    Case(
+        "batch_norm-train", module(nn.BatchNorm2d, 4, train=True), ((2, 4, 3, 3),), Cost(0, 8 * 72)
+    ),  # fmt: skip
+    Case(
+        "batch_norm-no-stats",
+        module(nn.BatchNorm1d, 4, affine=False, track_running_stats=False),
+        ((2, 4, 3),),
+        Cost(0, 6 * 24),
+    ),
     # functional, only a weight: 2 + 1 per element (eval), 6 + 1 (training)
-    Case("F.batch_norm-weight", fn(lambda x: F.batch_norm(x, RM, RV, W4)), ((2, 4, 3, 3),),
-         Cost(0, 3 * 72)),  # fmt: skip
-    Case("F.batch_norm-train", fn(lambda x: F.batch_norm(x, None, None, None, W4, True)),
-         ((2, 4, 3, 3),), Cost(0, 7 * 72)),  # fmt: skip
+    Case(
+        "F.batch_norm-weight",
+        fn(lambda x: F.batch_norm(x, RM, RV, W4)),
+        ((2, 4, 3, 3),),
+        Cost(0, 3 * 72),
+    ),  # fmt: skip
+    Case(
+        "F.batch_norm-train",
+        fn(lambda x: F.batch_norm(x, None, None, None, W4, True)),
+        ((2, 4, 3, 3),),
+        Cost(0, 7 * 72),
+    ),  # fmt: skip
     # instance norm: from the input (6), or running statistics when tracked in eval (2 + 2)
     Case("instance_norm", module(nn.InstanceNorm2d, 4), ((2, 4, 3, 3),), Cost(0, 6 * 72)),
-    Case("instance_norm-running",
-         module(nn.InstanceNorm2d, 4, affine=True, track_running_stats=True),
-         ((2, 4, 3, 3),), Cost(0, 4 * 72)),  # fmt: skip
+    Case(
+        "instance_norm-running",
+        module(nn.InstanceNorm2d, 4, affine=True, track_running_stats=True),
+        ((2, 4, 3, 3),),
+        Cost(0, 4 * 72),
+    ),  # fmt: skip
     Case("F.instance_norm", fn(F.instance_norm), ((2, 4, 3, 3),), Cost(0, 6 * 72)),
-    Case("F.instance_norm-running",
-         fn(lambda x: F.instance_norm(x, RM, RV, W4, None, use_input_stats=False)),
-         ((2, 4, 3, 3),), Cost(0, 3 * 72)),  # fmt: skip
+    Case(
+        "F.instance_norm-running",
+        fn(lambda x: F.instance_norm(x, RM, RV, W4, None, use_input_stats=False)),
+        ((2, 4, 3, 3),),
+        Cost(0, 3 * 72),
+    ),  # fmt: skip
     # layer norm on [2, 3, 5]: 6 + weight + bias
     Case("layer_norm", module(nn.LayerNorm, 5), ((2, 3, 5),), Cost(0, 8 * 30)),
     Case("layer_norm-no-bias", module(nn.LayerNorm, 5, bias=False), ((2, 3, 5),), Cost(0, 210)),
     Case("F.layer_norm", fn(lambda x: F.layer_norm(x, (5,))), ((2, 3, 5),), Cost(0, 180)),
-    Case("F.layer_norm-weight", fn(lambda x: F.layer_norm(x, (5,), torch.ones(5))),
-         ((2, 3, 5),), Cost(0, 210)),  # fmt: skip
+    Case(
+        "F.layer_norm-weight",
+        fn(lambda x: F.layer_norm(x, (5,), torch.ones(5))),
+        ((2, 3, 5),),
+        Cost(0, 210),
+    ),  # fmt: skip
     Case("group_norm", module(nn.GroupNorm, 2, 4), ((2, 4, 3, 3),), Cost(0, 8 * 72)),
     Case("F.group_norm", fn(lambda x: F.group_norm(x, 2)), ((2, 4, 3, 3),), Cost(0, 6 * 72)),
-    Case("F.group_norm-bias", fn(lambda x: F.group_norm(x, 2, None, W4)), ((2, 4, 3, 3),),
-         Cost(0, 7 * 72)),  # fmt: skip
+    Case(
+        "F.group_norm-bias",
+        fn(lambda x: F.group_norm(x, 2, None, W4)),
+        ((2, 4, 3, 3),),
+        Cost(0, 7 * 72),
+    ),  # fmt: skip
     # rms norm: 3 + 1 with a weight
     Case("rms_norm", module(nn.RMSNorm, 5), ((2, 3, 5),), Cost(0, 4 * 30)),
-    Case("rms_norm-no-weight", module(nn.RMSNorm, 5, elementwise_affine=False), ((2, 3, 5),),
-         Cost(0, 3 * 30)),  # fmt: skip
+    Case(
+        "rms_norm-no-weight",
+        module(nn.RMSNorm, 5, elementwise_affine=False),
+        ((2, 3, 5),),
+        Cost(0, 3 * 30),
+    ),  # fmt: skip
     Case("F.rms_norm", fn(lambda x: F.rms_norm(x, (5,))), ((2, 3, 5),), Cost(0, 90)),
-    Case("F.rms_norm-weight", fn(lambda x: F.rms_norm(x, (5,), torch.ones(5))), ((2, 3, 5),),
-         Cost(0, 120)),  # fmt: skip
+    Case(
+        "F.rms_norm-weight",
+        fn(lambda x: F.rms_norm(x, (5,), torch.ones(5))),
+        ((2, 3, 5),),
+        Cost(0, 120),
+    ),  # fmt: skip
     # F.normalize: 3 per element
     Case("normalize", fn(lambda x: F.normalize(x, dim=1)), ((3, 4, 5),), Cost(0, 180)),
     # local response norm: (2 * size + 3) per element
-    Case("local_response_norm", module(nn.LocalResponseNorm, 3), ((2, 4, 3, 3),),
-         Cost(0, 9 * 72)),  # fmt: skip
-    Case("F.local_response_norm", fn(lambda x: F.local_response_norm(x, 2)), ((2, 4, 3, 3),),
-         Cost(0, 7 * 72)),  # fmt: skip
+    Case(
+        "local_response_norm", module(nn.LocalResponseNorm, 3), ((2, 4, 3, 3),), Cost(0, 9 * 72)
+    ),  # fmt: skip
+    Case(
+        "F.local_response_norm",
+        fn(lambda x: F.local_response_norm(x, 2)),
+        ((2, 4, 3, 3),),
+        Cost(0, 7 * 72),
+    ),  # fmt: skip
 )
 def test_norms(case):
     check(case)
@@ -413,13 +520,18 @@ def test_norms(case):
     Case("max_pool3d", module(nn.MaxPool3d, 2), ((1, 1, 4, 4, 4),), Cost(0, 64)),
     # adaptive (2, 3) on [1, 2, 5, 7]: windows along 5 -> 2: [0, 3), [2, 5): 3 + 3 = 6;
     # along 7 -> 3: [0, 3), [2, 5), [4, 7): 9; 2 channels * 6 * 9
-    Case("adaptive_avg_pool2d", module(nn.AdaptiveAvgPool2d, (2, 3)), ((1, 2, 5, 7),),
-         Cost(0, 108)),  # fmt: skip
+    Case(
+        "adaptive_avg_pool2d", module(nn.AdaptiveAvgPool2d, (2, 3)), ((1, 2, 5, 7),), Cost(0, 108)
+    ),  # fmt: skip
     # along 7 -> 3 again (9) for 2 * 3 rows
     Case("adaptive_max_pool1d", module(nn.AdaptiveMaxPool1d, 3), ((2, 3, 7),), Cost(0, 54)),
     # global: numel(in) 70
-    Case("adaptive_avg_pool2d-global", fn(lambda x: F.adaptive_avg_pool2d(x, 1)),
-         ((1, 2, 5, 7),), Cost(0, 70)),  # fmt: skip
+    Case(
+        "adaptive_avg_pool2d-global",
+        fn(lambda x: F.adaptive_avg_pool2d(x, 1)),
+        ((1, 2, 5, 7),),
+        Cost(0, 70),
+    ),  # fmt: skip
 )
 def test_pooling(case):
     check(case)
@@ -434,40 +546,76 @@ def test_pooling(case):
     Case("dropout-eval", module(nn.Dropout, 0.5), ((3, 4, 5),), Cost(0, 0)),
     Case("dropout-p0", module(nn.Dropout, 0.0, train=True), ((3, 4, 5),), Cost(0, 0)),
     Case("F.dropout", fn(lambda x: F.dropout(x, 0.5)), ((3, 4, 5),), Cost(0, 60)),
-    Case("F.dropout-eval", fn(lambda x: F.dropout(x, 0.5, training=False)), ((3, 4, 5),),
-         Cost(0, 0)),  # fmt: skip
+    Case(
+        "F.dropout-eval", fn(lambda x: F.dropout(x, 0.5, training=False)), ((3, 4, 5),), Cost(0, 0)
+    ),  # fmt: skip
     Case("F.dropout-p0", fn(lambda x: F.dropout(x, 0.0)), ((3, 4, 5),), Cost(0, 0)),
     Case("torch.dropout", fn(lambda x: torch.dropout(x, 0.5, True)), ((3, 4, 5),), Cost(0, 60)),
     # F.alpha_dropout defaults to training=False
     Case("F.alpha_dropout", fn(lambda x: F.alpha_dropout(x, 0.5)), ((3, 4, 5),), Cost(0, 0)),
-    Case("F.alpha_dropout-train", fn(lambda x: F.alpha_dropout(x, 0.5, True)), ((3, 4, 5),),
-         Cost(0, 60)),  # fmt: skip
+    Case(
+        "F.alpha_dropout-train",
+        fn(lambda x: F.alpha_dropout(x, 0.5, True)),
+        ((3, 4, 5),),
+        Cost(0, 60),
+    ),  # fmt: skip
     # taps * numel(out) MACs: bilinear [1, 2, 3, 4] x2 -> [1, 2, 6, 8] = 96 outputs * 4
-    Case("interpolate-bilinear",
-         fn(lambda x: F.interpolate(x, scale_factor=2, mode="bilinear")), ((1, 2, 3, 4),),
-         Cost(384, 768)),  # fmt: skip
+    Case(
+        "interpolate-bilinear",
+        fn(lambda x: F.interpolate(x, scale_factor=2, mode="bilinear")),
+        ((1, 2, 3, 4),),
+        Cost(384, 768),
+    ),  # fmt: skip
     # linear [1, 2, 5] -> [1, 2, 10]: 20 * 2
-    Case("interpolate-linear", fn(lambda x: F.interpolate(x, size=10, mode="linear")),
-         ((1, 2, 5),), Cost(40, 80)),  # fmt: skip
+    Case(
+        "interpolate-linear",
+        fn(lambda x: F.interpolate(x, size=10, mode="linear")),
+        ((1, 2, 5),),
+        Cost(40, 80),
+    ),  # fmt: skip
     # bicubic [1, 1, 2, 2] -> 4x4: 16 * 16
-    Case("interpolate-bicubic", fn(lambda x: F.interpolate(x, size=(4, 4), mode="bicubic")),
-         ((1, 1, 2, 2),), Cost(256, 512)),  # fmt: skip
+    Case(
+        "interpolate-bicubic",
+        fn(lambda x: F.interpolate(x, size=(4, 4), mode="bicubic")),
+        ((1, 1, 2, 2),),
+        Cost(256, 512),
+    ),  # fmt: skip
     # trilinear [1, 1, 2, 2, 2] x2 -> 64 outputs * 8
-    Case("interpolate-trilinear",
-         fn(lambda x: F.interpolate(x, scale_factor=2, mode="trilinear")), ((1, 1, 2, 2, 2),),
-         Cost(512, 1024)),  # fmt: skip
-    Case("interpolate-nearest", fn(lambda x: F.interpolate(x, scale_factor=2)), ((1, 2, 3, 4),),
-         Cost(0, 0)),  # fmt: skip
+    Case(
+        "interpolate-trilinear",
+        fn(lambda x: F.interpolate(x, scale_factor=2, mode="trilinear")),
+        ((1, 1, 2, 2, 2),),
+        Cost(512, 1024),
+    ),  # fmt: skip
+    Case(
+        "interpolate-nearest",
+        fn(lambda x: F.interpolate(x, scale_factor=2)),
+        ((1, 2, 3, 4),),
+        Cost(0, 0),
+    ),  # fmt: skip
     # area is an adaptive average pool: [1, 2, 6, 6] -> 3x3, windows of 2 along each dim:
     # 2 channels * (3 * 2) * (3 * 2)
-    Case("interpolate-area", fn(lambda x: F.interpolate(x, size=(3, 3), mode="area")),
-         ((1, 2, 6, 6),), Cost(0, 72)),  # fmt: skip
-    Case("Upsample-bilinear", module(nn.Upsample, scale_factor=2, mode="bilinear"),
-         ((1, 2, 3, 4),), Cost(384, 768)),  # fmt: skip
-    Case("Upsample-area", module(nn.Upsample, size=(3, 3), mode="area"), ((1, 2, 6, 6),),
-         Cost(0, 72)),  # fmt: skip
-    Case("upsample_bilinear", fn(lambda x: F.upsample_bilinear(x, scale_factor=2)),
-         ((1, 2, 3, 4),), Cost(384, 768)),  # fmt: skip
+    Case(
+        "interpolate-area",
+        fn(lambda x: F.interpolate(x, size=(3, 3), mode="area")),
+        ((1, 2, 6, 6),),
+        Cost(0, 72),
+    ),  # fmt: skip
+    Case(
+        "Upsample-bilinear",
+        module(nn.Upsample, scale_factor=2, mode="bilinear"),
+        ((1, 2, 3, 4),),
+        Cost(384, 768),
+    ),  # fmt: skip
+    Case(
+        "Upsample-area", module(nn.Upsample, size=(3, 3), mode="area"), ((1, 2, 6, 6),), Cost(0, 72)
+    ),  # fmt: skip
+    Case(
+        "upsample_bilinear",
+        fn(lambda x: F.upsample_bilinear(x, scale_factor=2)),
+        ((1, 2, 3, 4),),
+        Cost(384, 768),
+    ),  # fmt: skip
 )
 def test_dropout_and_interpolation(case):
     check(case)
@@ -497,11 +645,18 @@ class Bag(nn.Module):
     # per-sample weights: + one multiply per gathered value (24)
     Case("embedding_bag-weighted", Bag, (IDX,), Cost(0, 18 + 24)),
     Case("F.embedding_bag", fn(lambda i: F.embedding_bag(i, EMB)), (IDX,), Cost(0, 24)),
-    Case("F.embedding_bag-sum", fn(lambda i: F.embedding_bag(i, EMB, mode="sum")), (IDX,),
-         Cost(0, 18)),  # fmt: skip
-    Case("F.embedding_bag-weighted",
-         fn(lambda i: F.embedding_bag(i, EMB, mode="sum", per_sample_weights=torch.ones(2, 4))),
-         (IDX,), Cost(0, 42)),  # fmt: skip
+    Case(
+        "F.embedding_bag-sum",
+        fn(lambda i: F.embedding_bag(i, EMB, mode="sum")),
+        (IDX,),
+        Cost(0, 18),
+    ),  # fmt: skip
+    Case(
+        "F.embedding_bag-weighted",
+        fn(lambda i: F.embedding_bag(i, EMB, mode="sum", per_sample_weights=torch.ones(2, 4))),
+        (IDX,),
+        Cost(0, 42),
+    ),  # fmt: skip
 )
 def test_embedding_bag(case):
     check(case)
