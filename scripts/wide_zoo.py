@@ -32,6 +32,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import re
 import sys
 import time
 import traceback
@@ -48,16 +49,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import torch  # noqa: E402
+from wide_zoo_catalog import FAMILIES, build, entries  # noqa: E402
 
 import flopgraph  # noqa: E402
-from wide_zoo_catalog import FAMILIES, build, entries  # noqa: E402
 
 # ---------------------------------------------------------------------------- one model
 
 
 def _first_line(e: BaseException) -> str:
     lines = [x for x in str(e).strip().splitlines() if x.strip()]
-    return f"{type(e).__name__}: {lines[0][:300] if lines else ''}"
+    return f"{type(e).__name__}: {lines[0][:1000] if lines else ''}"
 
 
 def reference(model: Any, args: tuple, kwargs: dict, math: bool) -> int:
@@ -194,7 +195,7 @@ def run_isolated(key: str, threads: int, timeout: float) -> dict[str, Any]:
             row = recv.recv()
         except EOFError:
             row = None
-    proc.join(5)
+    proc.join(1)  # the result is in hand: a slow teardown is not worth waiting for
     if proc.is_alive():
         proc.kill()
         proc.join()
@@ -226,6 +227,14 @@ def _preload(families: list[str]) -> None:
                     __import__(m)
                 except Exception as e:  # the children will report it per model
                     print(f"preload {m}: {_first_line(e)}", file=sys.stderr)
+
+
+def _interleaved(lists: list[list[str]]) -> list[str]:
+    """Families in turn, one model each, so a partial run samples all of them."""
+    out: list[str] = []
+    for i in range(max(map(len, lists), default=0)):
+        out.extend(ks[i] for ks in lists if i < len(ks))
+    return out
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -276,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     families = a.family or list(FAMILIES)
     _preload(families)
-    keys = [k for f in families for k in entries(f)]
+    keys = _interleaved([entries(f) for f in families])
     if a.only:
         keys = [k for k in keys if any(s.lower() in k.lower() for s in a.only)]
     if a.list:
@@ -327,15 +336,40 @@ def _brief(row: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- summary
 
 
+_GENERIC = [
+    (re.compile(r"\b[A-Z]\w*(Model|ForCausalLM|For[A-Z]\w*)\b"), "<Model>"),
+    (re.compile(r"\b(float|int|bfloat|uint|bool|complex)\d*\[[^\]]*\]"), "<T>"),
+    (re.compile(r"'[\w.]+'"), "'…'"),
+    (re.compile(r"\(at /[^)]*(\)|$)"), ""),
+    (re.compile(r"\d+"), "N"),
+]
+
+
+def cause(error: str) -> str:
+    """An error line cut to its cause: the op that failed and the innermost
+    exception, with model names, shapes, paths and numbers taken out."""
+    op = re.search(r"\(fake tensors\): (\S+)", error)
+    inner = list(re.finditer(r"\b\w+(Error|Exception)\b: ", error))
+    if len(inner) > 1:
+        error = error[inner[-1].start() :][:110]
+        if op:
+            error = f"{op.group(1)}: {error}"
+    for pattern, repl in _GENERIC:
+        error = pattern.sub(repl, error)
+    return error[:200]
+
+
 def reason(row: dict[str, Any]) -> str:
     """One line that groups models failing for the same cause."""
     st = row["status"]
     if st in ("setup", "timeout", "crashed"):
-        return f"{st}: {row.get('error', '')[:120]}"
+        return f"{st}: {cause(row.get('error', ''))}"
     t, d = row["torch"], row["default"]
     if st == "failed":
-        errs = [f"{c}: {x['error'][:140]}" for c, x in (("torch", t), ("default", d)) if "error" in x]
-        return "failed " + " | ".join(errs)
+        # the torch preset runs on aten only: its error is the aten one; the
+        # default's tells what fx did first
+        first = t if "error" in t else d
+        return f"failed ({'torch' if first is t else 'default'}): {cause(first['error'])}"
     if st == "skipped":
         ops = sorted({*t["skipped"], *d["skipped"]})
         return "skipped ops: " + ", ".join(ops)
@@ -353,7 +387,8 @@ def summary_text(results: dict[str, Any]) -> str:
         by_family[r["key"].split(":")[0]][r["status"]] += 1
     lines = [f"tried {len(rows)}: " + ", ".join(f"{n} {s}" for s, n in counts.most_common())]
     for fam, c in sorted(by_family.items()):
-        lines.append(f"  {fam:<13} {sum(c.values()):>4}: " + ", ".join(f"{n} {s}" for s, n in c.most_common()))
+        parts = ", ".join(f"{n} {s}" for s, n in c.most_common())
+        lines.append(f"  {fam:<13} {sum(c.values()):>4}: {parts}")
     touched = [r["key"] for r in rows if r.get("untouched") is False]
     lines.append(f"touched models: {len(touched)} {touched[:10]}")
     groups = defaultdict(list)
@@ -369,7 +404,8 @@ def summary_text(results: dict[str, Any]) -> str:
 def markdown(data: dict[str, Any]) -> str:
     rows = [data["results"][k] for k in sorted(data["results"])]
     out = ["# Wide zoo: every model\n",
-           "Written by `python scripts/wide_zoo.py --json PATH --summary docs/wide-zoo-results.md`;",
+           "Written by `python scripts/wide_zoo.py --json PATH "
+           "--summary docs/wide-zoo-results.md`;",
            "see [wide-zoo.md](wide-zoo.md) for what the columns mean.\n",
            "| model | status | frontend | FlopCounterMode | torch preset | reference | "
            "default FLOPs | s torch | s default | untouched | reason |",

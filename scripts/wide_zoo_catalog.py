@@ -66,7 +66,8 @@ def build_torchvision(name: str) -> Built:
 
     kind = _tv_module(name)
     if kind == "quantization":
-        torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
+        engines = torch.backends.quantized.supported_engines
+        torch.backends.quantized.engine = "x86" if "x86" in engines else "fbgemm"
         model = tvm.get_model(name, weights=None, quantize=True)
         size = 299 if "inception" in name else 224
         return model, (_image(size),), {}
@@ -163,7 +164,7 @@ LAYERS = (
     "num_hidden_layers", "num_layers", "n_layer", "n_layers", "encoder_layers",
     "decoder_layers", "num_encoder_layers", "num_decoder_layers", "num_hidden_groups",
 )  # fmt: skip
-HIDDEN = ("hidden_size", "d_model", "n_embd", "embed_dim", "word_embed_proj_dim")
+HIDDEN = ("hidden_size", "d_model", "n_embd", "embed_dim", "word_embed_proj_dim", "projection_size")
 HEADS = (
     "num_attention_heads", "n_head", "n_heads", "encoder_attention_heads",
     "decoder_attention_heads", "num_heads",
@@ -190,6 +191,17 @@ def shrink(d: dict[str, Any]) -> dict[str, Any]:
     for k, v in d.items():
         if isinstance(v, dict) and (k.endswith("_config") or k in ("encoder", "decoder")):
             out[k] = shrink(v)
+    # lists derived from the layer count: the config recomputes them
+    for k in (
+        "layer_types",
+        "attention_layers",
+        "out_features",
+        "out_indices",
+        "stage_names",
+        "_out_features",
+        "_out_indices",
+    ):
+        out.pop(k, None)
     for k in LAYERS:
         if _int(out.get(k)) and out[k] > 2:
             out[k] = 2
@@ -267,12 +279,32 @@ HF: dict[str, tuple[str, str, dict[str, Any]]] = {
     "qwen3_moe": ("AutoModelForCausalLM", "text", {}),
     "olmoe": ("AutoModelForCausalLM", "text", {}),
     "granitemoe": ("AutoModelForCausalLM", "text", {}),
-    "deepseek_v3": ("AutoModelForCausalLM", "text", {
-        "q_lora_rank": 16, "kv_lora_rank": 16, "qk_rope_head_dim": 8, "qk_nope_head_dim": 8,
-        "v_head_dim": 16, "first_k_dense_replace": 1, "n_group": 2, "topk_group": 1}),
-    "jamba": ("AutoModelForCausalLM", "text", {"attn_layer_period": 2, "attn_layer_offset": 1,
-                                               "expert_layer_period": 2, "expert_layer_offset": 1,
-                                               "use_mamba_kernels": False}),
+    "deepseek_v3": (
+        "AutoModelForCausalLM",
+        "text",
+        {
+            "q_lora_rank": 16,
+            "kv_lora_rank": 16,
+            "qk_rope_head_dim": 8,
+            "qk_nope_head_dim": 8,
+            "v_head_dim": 16,
+            "head_dim": 8,
+            "first_k_dense_replace": 1,
+            "n_group": 2,
+            "topk_group": 1,
+        },
+    ),
+    "jamba": (
+        "AutoModelForCausalLM",
+        "text",
+        {
+            "attn_layer_period": 2,
+            "attn_layer_offset": 1,
+            "expert_layer_period": 2,
+            "expert_layer_offset": 1,
+            "use_mamba_kernels": False,
+        },
+    ),
     # encoders
     "bert": ("AutoModel", "text", {}),
     "roberta": ("AutoModel", "text", {}),
@@ -286,8 +318,7 @@ HF: dict[str, tuple[str, str, dict[str, Any]]] = {
     "modernbert": ("AutoModel", "text", {}),
     "nystromformer": ("AutoModel", "text", {"num_landmarks": 4, "segment_means_seq_len": 16}),
     "fnet": ("AutoModel", "text", {}),
-    "funnel": ("AutoModel", "text", {"block_sizes": [1, 1], "num_decoder_layers": 1,
-                                      "d_head": 16}),
+    "funnel": ("FunnelModel", "text", {"num_decoder_layers": 1, "d_head": 16}),
     # encoder-decoders
     "t5": ("AutoModel", "seq2seq", {"d_kv": 16}),
     "mt5": ("AutoModel", "seq2seq", {"d_kv": 16}),
@@ -297,15 +328,19 @@ HF: dict[str, tuple[str, str, dict[str, Any]]] = {
     "marian": ("AutoModel", "seq2seq", {"decoder_vocab_size": VOCAB}),
     "m2m_100": ("AutoModel", "seq2seq", {}),
     "blenderbot": ("AutoModel", "seq2seq", {}),
-    "switch_transformers": ("AutoModel", "seq2seq", {"d_kv": 16, "num_sparse_encoder_layers": 1,
-                                                      "num_sparse_decoder_layers": 1}),
+    "switch_transformers": (
+        "AutoModel",
+        "seq2seq",
+        {"d_kv": 16, "num_sparse_encoder_layers": 1, "num_sparse_decoder_layers": 1},
+    ),
     "nllb-moe": ("AutoModel", "seq2seq", {}),
     # vision
     "vit": ("AutoModel", "image", {}),
     "deit": ("AutoModel", "image", {}),
     "beit": ("AutoModel", "image", {}),
     "dinov2": ("AutoModel", "image", {}),
-    "swin": ("AutoModel", "image", {"embed_dim": 16, "window_size": 4}),
+    # a window larger than a late stage's map breaks transformers' Swin: keep 224
+    "swin": ("AutoModel", "image", {"embed_dim": 16, "image_size": 224}),
     "swinv2": ("AutoModel", "image", {"embed_dim": 16, "window_size": 4}),
     "convnext": ("AutoModel", "image", {}),
     "convnextv2": ("AutoModel", "image", {}),
@@ -315,14 +350,30 @@ HF: dict[str, tuple[str, str, dict[str, Any]]] = {
     "levit": ("AutoModel", "image", {}),
     "poolformer": ("AutoModel", "image", {}),
     "segformer": ("AutoModelForSemanticSegmentation", "image", {}),
-    "dpt": ("AutoModelForDepthEstimation", "image", {"neck_hidden_sizes": [16, 32, 64, 64],
-                                                      "fusion_hidden_size": 32,
-                                                      "backbone_out_indices": [0, 1, 1, 1]}),
-    "upernet": ("AutoModelForSemanticSegmentation", "image", {
-        "backbone_config": {"model_type": "convnext", "hidden_sizes": [16, 32, 64, 128],
-                            "depths": [1, 1, 1, 1],
-                            "out_features": ["stage1", "stage2", "stage3", "stage4"]},
-        "hidden_size": 32, "auxiliary_channels": 16}),
+    "dpt": (
+        "AutoModelForDepthEstimation",
+        "image",
+        {
+            "neck_hidden_sizes": [16, 32, 64, 64],
+            "fusion_hidden_size": 32,
+            "backbone_out_indices": [0, 1, 2, 3],
+            "num_hidden_layers": 4,
+        },
+    ),
+    "upernet": (
+        "AutoModelForSemanticSegmentation",
+        "image",
+        {
+            "backbone_config": {
+                "model_type": "convnext",
+                "hidden_sizes": [16, 32, 64, 128],
+                "depths": [1, 1, 1, 1],
+                "out_features": ["stage1", "stage2", "stage3", "stage4"],
+            },
+            "hidden_size": 32,
+            "auxiliary_channels": 16,
+        },
+    ),
     # audio
     "wav2vec2": ("AutoModel", "audio", {}),
     "hubert": ("AutoModel", "audio", {}),
@@ -330,7 +381,7 @@ HF: dict[str, tuple[str, str, dict[str, Any]]] = {
     "data2vec-audio": ("AutoModel", "audio", {}),
     "whisper": ("AutoModel", "whisper", {"max_source_positions": 32, "num_mel_bins": 16}),
     "speech_to_text": ("AutoModel", "speech2text", {}),
-    "encodec": ("AutoModel", "codec", {}),
+    "encodec": ("AutoModel", "codec", {"codebook_dim": HIDDEN_SIZE}),
     # multimodal
     "clip": ("AutoModel", "clip", {}),
     "siglip": ("AutoModel", "clip", {}),
@@ -344,9 +395,12 @@ def _hf_config(model_type: str) -> Any:
     _cls, _kind, over = HF[model_type]
     base = AutoConfig.for_model(model_type)
     if model_type == "llava":
-        d = {"text_config": shrink(AutoConfig.for_model("llama").to_dict()),
-             "vision_config": shrink(AutoConfig.for_model("clip_vision_model").to_dict()),
-             "image_token_id": VOCAB - 8, "vision_feature_layer": -1}
+        d = {
+            "text_config": shrink(AutoConfig.for_model("llama").to_dict()),
+            "vision_config": shrink(AutoConfig.for_model("clip_vision_model").to_dict()),
+            "image_token_id": VOCAB - 8,
+            "vision_feature_layer": -1,
+        }
         d["vision_config"]["image_size"] = 32
         d["vision_config"]["patch_size"] = 8
         return AutoConfig.for_model("llava", **d)
@@ -378,8 +432,10 @@ def _hf_inputs(kind: str, cfg: Any) -> dict[str, Any]:
     if kind == "audio":
         return {"input_values": torch.randn(1, 4000)}
     if kind == "whisper":
-        return {"input_features": torch.randn(1, cfg.num_mel_bins, 2 * cfg.max_source_positions),
-                "decoder_input_ids": ids[:, :8]}
+        return {
+            "input_features": torch.randn(1, cfg.num_mel_bins, 2 * cfg.max_source_positions),
+            "decoder_input_ids": ids[:, :8],
+        }
     if kind == "speech2text":
         feats = cfg.input_feat_per_channel * cfg.input_channels
         return {"input_features": torch.randn(1, 64, feats), "decoder_input_ids": ids[:, :8]}
@@ -392,8 +448,10 @@ def _hf_inputs(kind: str, cfg: Any) -> dict[str, Any]:
         vc = cfg.vision_config
         n_img = (vc.image_size // vc.patch_size) ** 2
         img = torch.full((1, n_img), cfg.image_token_id)
-        return {"input_ids": torch.cat([ids[:, :4], img, ids[:, 4:]], dim=1),
-                "pixel_values": torch.randn(1, 3, vc.image_size, vc.image_size)}
+        return {
+            "input_ids": torch.cat([ids[:, :4], img, ids[:, 4:]], dim=1),
+            "pixel_values": torch.randn(1, 3, vc.image_size, vc.image_size),
+        }
     raise ValueError(kind)
 
 
@@ -403,7 +461,8 @@ def build_transformers(model_type: str) -> Built:
     cls_name, kind, _ = HF[model_type]
     cfg = _hf_config(model_type)
     torch.manual_seed(0)
-    model = getattr(transformers, cls_name).from_config(cfg)
+    cls = getattr(transformers, cls_name)
+    model = cls.from_config(cfg) if cls_name.startswith("Auto") else cls(cfg)
     return model, (), _hf_inputs(kind, model.config)
 
 
@@ -428,8 +487,11 @@ def build_diffusers(name: str) -> Built:
             num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
             num_layers=2, sample_size=8, patch_size=2, num_embeds_ada_norm=1000,
         )  # fmt: skip
-        return model, (torch.randn(1, 4, 8, 8),), {"timestep": torch.tensor([10]),
-                                                  "class_labels": torch.tensor([1])}
+        return (
+            model,
+            (torch.randn(1, 4, 8, 8),),
+            {"timestep": torch.tensor([10]), "class_labels": torch.tensor([1])},
+        )
     if name == "AutoencoderKL":
         model = diffusers.AutoencoderKL(
             in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 64),
