@@ -348,7 +348,7 @@ _GENERIC = [
 def cause(error: str) -> str:
     """An error line cut to its cause: the op that failed and the innermost
     exception, with model names, shapes, paths and numbers taken out."""
-    op = re.search(r"\(fake tensors\): (\S+)", error)
+    op = re.search(r"\(fake tensors\): (\S+)", error) or re.search(r"\((call_\w+ [^)]+)\)", error)
     inner = list(re.finditer(r"\b\w+(Error|Exception)\b: ", error))
     if len(inner) > 1:
         error = error[inner[-1].start() :][:110]
@@ -391,35 +391,61 @@ def summary_text(results: dict[str, Any]) -> str:
         lines.append(f"  {fam:<13} {sum(c.values()):>4}: {parts}")
     touched = [r["key"] for r in rows if r.get("untouched") is False]
     lines.append(f"touched models: {len(touched)} {touched[:10]}")
-    groups = defaultdict(list)
-    for r in rows:
-        if r["status"] != "exact":
-            groups[reason(r)].append(r["key"])
     lines.append("reasons:")
-    for why, keys in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+    for why, keys in groups(rows):
         lines.append(f"  {len(keys):>3}  {why}\n       {', '.join(keys)}")
     return "\n".join(lines)
 
 
+def groups(rows: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """Non-exact models grouped by cause, the largest group first."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        if r["status"] != "exact":
+            out[reason(r)].append(r["key"])
+    return sorted(out.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+
+
 def markdown(data: dict[str, Any]) -> str:
     rows = [data["results"][k] for k in sorted(data["results"])]
-    out = ["# Wide zoo: every model\n",
-           "Written by `python scripts/wide_zoo.py --json PATH "
-           "--summary docs/wide-zoo-results.md`;",
-           "see [wide-zoo.md](wide-zoo.md) for what the columns mean.\n",
-           "| model | status | frontend | FlopCounterMode | torch preset | reference | "
-           "default FLOPs | s torch | s default | untouched | reason |",
-           "|---|---|---|---:|---:|---|---:|---:|---:|---|---|"]  # fmt: skip
+    out = [
+        "# Wide zoo: every model\n",
+        "Written by `python scripts/wide_zoo.py --json PATH --summary docs/wide-zoo-results.md`",
+        "from the run described in [wide-zoo.md](wide-zoo.md), which says what the columns mean.",
+        "",
+        "```",
+        summary_text(data["results"]).split("\nreasons:")[0],
+        "```",
+        "",
+        "## Causes\n",
+        "| models | cause | which |",
+        "|---:|---|---|",
+    ]
+    for why, keys in groups(rows):
+        out.append(f"| {len(keys)} | {_cell(why)} | {', '.join(keys)} |")
+    out += [
+        "",
+        "## Every model\n",
+        "FlopCounterMode: the no_grad reference; math+grad: the rerun with grad enabled and",
+        "the math SDPA backend (only where the first one differs).\n",
+        "| model | status | frontend (torch/default) | FlopCounterMode | math+grad | "
+        "torch preset | default FLOPs | s torch | s default | untouched | cause |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
     for r in rows:
         t, d = r.get("torch", {}), r.get("default", {})
-        ref = r.get("ref_math_grad") if r.get("reference") == "math_grad" else r.get("ref_no_grad")
-        why = "" if r["status"] == "exact" else reason(r).replace("|", "/")
+        why = "" if r["status"] == "exact" else _cell(reason(r))
         out.append(
             f"| {r['key']} | {r['status']} | {t.get('frontend', '')}/{d.get('frontend', '')} | "
-            f"{_n(ref)} | {_n(t.get('flops'))} | {r.get('reference', '')} | {_n(d.get('flops'))} | "
-            f"{t.get('seconds', '')} | {d.get('seconds', '')} | {r.get('untouched', '')} | {why} |"
+            f"{_n(r.get('ref_no_grad'))} | {_n(r.get('ref_math_grad'))} | {_n(t.get('flops'))} | "
+            f"{_n(d.get('flops'))} | {t.get('seconds', '')} | {d.get('seconds', '')} | "
+            f"{r.get('untouched', '')} | {why} |"
         )
     return "\n".join(out) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "/").replace("\n", " ")
 
 
 def _n(x: Any) -> str:
