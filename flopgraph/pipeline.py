@@ -117,7 +117,7 @@ def _aten(
     progress: ProgressFn,
 ) -> Counted:
     progress("trace", 0, 0)  # the forward runs once, recorded: no per-node steps
-    trace = trace_aten(model, args, kwargs)
+    trace = trace_aten(model, args, kwargs, registry)
     progress("count", 0, 0)
     notes = "; ".join(n for n in (note, trace.note) if n)
     info = FrontendInfo("aten", notes, real_run=trace.real)
