@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .count import param_bytes, make_record
+from .count import make_record, param_bytes
 from .frontends.aten import AtenOp, AtenTrace, ModuleCall, TorchCall, describe_call
 from .handlers.context import OpContext
 from .records import OpRecord

@@ -18,7 +18,17 @@ import torch
 from .. import formulas as f
 from ..records import Cost, TensorMeta
 from ..registry import Rule
-from . import contractions, elementwise, fft, free, misc, norms, pooling, reductions, sampling
+from . import (
+    contractions,
+    elementwise,
+    fft,
+    free,
+    misc,
+    norms,
+    pooling,
+    reductions,
+    sampling,
+)  # fmt: skip
 from .context import OpContext
 from .table import DEFAULT
 
@@ -41,14 +51,6 @@ def packets(*names: str) -> list[Any]:
 
 def _add(names: Iterable[str], rule: Rule) -> None:
     DEFAULT.add(packets(*names), rule)
-
-
-def _rule_of(function: Any) -> Rule:
-    """The fx rule of a torch builtin, for aten ops whose arguments are the call's own."""
-    rule = DEFAULT.get(("function", function))
-    if rule is None:  # an import-order bug in this package, not a user error
-        raise RuntimeError(f"no rule for {function!r} yet")
-    return rule
 
 
 # --- B. elementwise: the fx name lists, with aten's own names for a few ------------------
@@ -100,13 +102,14 @@ _add(["addbmm"], Rule("addbmm", contractions.addbmm))
 _add(["addr"], Rule("addr", contractions.addr))
 _add(["convolution", "_convolution"], Rule("convolution", convolution))
 
-# --- beyond the spec: the fx rules, where aten's arguments are the call's own ------------
+# --- beyond the spec: the fx handlers, where aten's arguments are the call's own ------------
 
-_add(["scatter_add", "index_add", "scatter_reduce"], _rule_of(torch.scatter_add))
-_add(["_weight_norm", "_weight_norm_interface"], _rule_of(torch._weight_norm))
+_add(["scatter_add", "index_add", "scatter_reduce"],
+     Rule("scatter_reduce", reductions.scatter_reduce))  # fmt: skip
+_add(["_weight_norm", "_weight_norm_interface"], Rule("weight_norm", norms.weight_norm))
 _add(["grid_sampler", "grid_sampler_2d", "grid_sampler_3d", "cudnn_grid_sampler",
-      "_grid_sampler_2d_cpu_fallback"], _rule_of(torch.grid_sampler))  # fmt: skip
-_add(["affine_grid_generator"], _rule_of(torch.affine_grid_generator))
+      "_grid_sampler_2d_cpu_fallback"], Rule("grid_sample", sampling.grid_sampler))  # fmt: skip
+_add(["affine_grid_generator"], Rule("affine_grid", sampling.affine_grid))
 _add(["_fft_c2c"], Rule("fft", fft.fft_c2c))
 _add(["_fft_r2c"], Rule("rfft", fft.fft_r2c))
 _add(["_fft_c2r"], Rule("irfft", fft.fft_c2r))

@@ -12,6 +12,7 @@ along the transformed dims. Its aten ops (``_fft_c2c``, ``_fft_r2c``,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+
 import torch
 
 from .. import formulas as f
