@@ -197,12 +197,14 @@ class Registry:
     def override(self, targets: Iterable[Target], rule: Rule) -> None:
         """Replace the rule of each target, on every frontend: the one way a user's
         handler enters a table (``register`` and ``handlers=``). An aten op given as
-        the target also replaces that op's composite rule."""
+        the target also replaces the rules of the calls bound to it (its composite, the
+        torch builtins and tensor methods that name it), which are what fx sees."""
         for target in targets:
             self.add([target], rule, replace=True)
             kind, key = key_of(target)
-            if kind == "aten" and ("composite", key) in self._rules:
-                self._rules[("composite", key)] = rule
+            if kind == "aten":
+                for bound in [k for k in self._rules if _bound_to(k, key)]:
+                    self._rules[bound] = rule
 
     def call_rule(self, target: Any) -> Rule | None:
         """The rule that counts a torch-level call whole on the aten frontend: the
@@ -258,6 +260,16 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._rules)
+
+
+def _bound_to(key: Key, packet: Any) -> bool:
+    """Whether a function, method or composite key names the aten ``packet``."""
+    kind, target = key
+    if kind == "composite":
+        return target is packet
+    if kind == "function":
+        return builtin_packet(target) is packet
+    return kind == "method" and method_packet(target) is packet
 
 
 def _describe(key: Key) -> str:

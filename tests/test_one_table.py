@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 import torchvision  # noqa: F401  (its ops join the table)
+from one_table_exempt import exempt_targets
 from torch import nn
 
 import flopgraph
@@ -127,6 +128,10 @@ def _targets() -> list[tuple[str, Any]]:
 
 
 def _label(kind: str, target: Any) -> str:
+    if kind == "method":
+        return f"method:{target}"
+    if isinstance(target, torch._ops.OpOverloadPacket):
+        return f"{kind}:{target._qualified_op_name}"  # aten::add
     name = getattr(target, "__qualname__", None) or default_name(target)
     module = getattr(target, "__module__", "") or ""
     return f"{kind}:{module}.{name}" if module and kind != "method" else f"{kind}:{name}"
@@ -169,7 +174,9 @@ def walked() -> tuple[dict[str, list[Any]], list[str]]:
 def test_every_called_target_counts_the_same_on_both_frontends(walked):
     results, _ = walked
     differ = {label: r for label, r in results.items() if r[0] != r[1]}
-    assert differ == {}
+    assert sorted(set(differ) - set(FX_CANNOT_TRACE)) == []
+    assert sorted(set(FX_CANNOT_TRACE) - set(differ)) == []  # fixed: leave the list
+    assert all(differ[label][0][0] == "error" for label in FX_CANNOT_TRACE)
     assert len(results) > 300  # the walk really calls the table, not a handful of ops
 
 
@@ -179,5 +186,67 @@ def test_every_target_is_called_or_exempt_with_a_reason(walked):
     assert sorted(set(EXEMPT) - set(uncalled)) == []  # a callable target leaves the list
 
 
-EXEMPT: dict[str, str] = {}
-"""Targets the generic builder cannot call, each with the reason (filled below)."""
+FX_CANNOT_TRACE = {
+    "method:__div__": "Python 3 never calls __div__; fx's Proxy has no such method",
+    "method:__rdiv__": "Python 3 never calls __rdiv__; fx's Proxy has no such method",
+    "function:torch._VariableFunctionsClass.as_tensor": "fx cannot trace torch.as_tensor(proxy)",
+    "function:torch._VariableFunctionsClass.tensor": "fx cannot trace torch.tensor(proxy)",
+}
+"""Targets the builder calls whose fx trace fails (a limit of fx, not a rule): aten counts them."""
+
+EXEMPT = dict(exempt_targets())
+"""Targets the generic builder cannot call, each with the reason (one_table_exempt.py)."""
+
+
+# --- item 11's cases, one by one ---------------------------------------------------------
+
+
+class _Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x).relu()
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = _Block()
+
+    def forward(self, x):
+        return self.block(x)
+
+
+def test_a_module_class_handler_counts_the_module_whole_on_aten():
+    # the user's rule says a _Block call costs 7 FLOPs; without it, Linear(4, 3) on [2, 4]
+    # is 24 MACs, 48 + 6 bias FLOPs, and relu 6 more
+    for fe in ("fx", "aten"):
+        plain = flopgraph.analyze(_Net(), (2, 4), frontend=fe)
+        assert (plain.macs, plain.flops) == (24, 60)
+        ruled = flopgraph.analyze(_Net(), (2, 4), frontend=fe, handlers={_Block: lambda ctx: 7})
+        assert (ruled.macs, ruled.flops) == (0, 7)
+        (record,) = [r for r in ruled.records if r.op == "_Block"]
+        assert record.module == "block" and record.kind == "call_module"
+
+
+def test_register_changes_both_frontends(monkeypatch):
+    import torch.nn.functional as F
+
+    monkeypatch.setattr(DEFAULT, "_rules", dict(DEFAULT._rules))  # undone after the test
+    flopgraph.register(F.normalize)(lambda ctx: 11)
+    model = Call(F.normalize, (torch.rand(2, 8),), False)
+    for fe in ("fx", "aten"):
+        assert flopgraph.analyze(model, (torch.rand(2, 8),), frontend=fe).flops == 11
+
+
+def test_a_handler_for_an_aten_op_also_counts_its_builtin_on_fx():
+    # torch.grid_sampler is bound to aten.grid_sampler: a user's rule for the aten op
+    # counts the builtin call on fx too (the call's arguments are the op's own)
+    model = Call(torch.grid_sampler, (torch.rand(1, 2, 4, 4), torch.zeros(1, 3, 3, 2), 0, 0,
+                                      False), False)  # fmt: skip
+    inputs = (torch.rand(1, 2, 4, 4), torch.zeros(1, 3, 3, 2))
+    fx = flopgraph.analyze(model, inputs, frontend="fx", handlers={torch.ops.aten.grid_sampler:
+                                                                 lambda ctx: 5})  # fmt: skip
+    assert fx.flops == 5

@@ -193,7 +193,7 @@ ATEN_MOVEMENT = (
     "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "reflection_pad1d",
     "reflection_pad2d", "reflection_pad3d", "replication_pad1d", "replication_pad2d",
     "replication_pad3d", "_pad_circular", "im2col", "col2im", "fill", "zero", "copy", "_to_copy",
-    "embedding_dense_backward", "_local_scalar_dense",
+    "embedding_dense_backward", "_local_scalar_dense", "diagonal_copy",
 )  # fmt: skip
 
 for _names, _reason in (
