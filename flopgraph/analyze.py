@@ -20,7 +20,7 @@ from .pipeline import Frontend, run
 from .presets import FVCORE, TORCH
 from .progress import ProgressFn, no_progress
 from .records import OpRecord, TensorMeta
-from .registry import Registry, Rule, Target, default_name, key_of
+from .registry import Registry, Rule, Target, default_name
 from .report import ModuleInfo, Report
 
 Convention = Literal["default", "fvcore", "torch"]
@@ -105,13 +105,7 @@ def _registry(convention: str, handlers: Mapping[Target, Callable[..., Any]] | N
         for target, fn in handlers.items():
             if not callable(fn):
                 raise InputError(f"handler for {target!r} is not callable: {fn!r}")
-            rule = Rule(default_name(target), fn, user=True)
-            reg.add([target], rule, replace=True)
-            # the aten frontend counts some targets whole, as composites (aten.linear in
-            # the fvcore preset, F.normalize): the user's handler replaces those too
-            kind, key = key_of(target)
-            if kind in ("aten", "function") and ("composite", key) in reg:
-                reg.composite([key], rule, replace=True)
+            reg.override([target], Rule(default_name(target), fn, user=True))
     return reg
 
 
@@ -120,7 +114,7 @@ def register(*targets: Target, name: str | None = None) -> Callable[[Any], Any]:
     (default convention). For a single call use ``analyze(..., handlers=...)``."""
 
     def deco(fn: Any) -> Any:
-        DEFAULT.add(targets, Rule(name or default_name(targets[0]), fn, user=True), replace=True)
+        DEFAULT.override(targets, Rule(name or default_name(targets[0]), fn, user=True))
         return fn
 
     if not targets:

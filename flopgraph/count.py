@@ -38,7 +38,7 @@ def count(traced: TracedGraph, registry: Registry) -> list[OpRecord]:
 
 
 def _records(traced: TracedGraph, registry: Registry) -> Iterator[OpRecord]:
-    param_bytes: dict[str, int] = {}
+    own_bytes: dict[str, int] = {}
     for node in traced.graph.nodes:
         if node.op not in CALLS:
             continue
@@ -53,9 +53,9 @@ def _records(traced: TracedGraph, registry: Registry) -> Iterator[OpRecord]:
             node=node.name,
             extra={"method": node.target} if node.op == "call_method" else {},
         )
-        if module is not None and node.target not in param_bytes:
-            param_bytes[str(node.target)] = _param_bytes(module)
-        own = param_bytes.get(str(node.target), 0) if module is not None else 0
+        if module is not None and node.target not in own_bytes:
+            own_bytes[str(node.target)] = param_bytes(module)
+        own = own_bytes.get(str(node.target), 0) if module is not None else 0
         target = _target_label(node, module)
         yield make_record(
             ctx,
@@ -69,7 +69,7 @@ def _records(traced: TracedGraph, registry: Registry) -> Iterator[OpRecord]:
         )
 
 
-def _param_bytes(module: torch.nn.Module) -> int:
+def param_bytes(module: torch.nn.Module) -> int:
     """Bytes of the parameters of ``module`` and below, each tensor once (as
     ``module.parameters()`` yields them, without its generator machinery)."""
     seen: dict[int, int] = {}
@@ -130,6 +130,8 @@ def _rule(node: torch.fx.Node, module: torch.nn.Module | None, reg: Registry) ->
         rule = reg.get(key)
     except TypeError:  # an unhashable call target
         return None
+    if rule is None:  # a builtin or aten call: the rule of the aten op it names
+        rule = reg.op_rule(node.target)
     if rule is None and _is_tuple_class(node.target):
         # fx records a NamedTuple built from traced values (torchvision's
         # GoogLeNetOutputs) as a call of its class: packing outputs, no arithmetic

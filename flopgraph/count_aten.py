@@ -1,21 +1,24 @@
 """The counting pass of the aten frontend: records from an AtenTrace.
 
-A torch call with a composite rule in the convention's table is one record
-(the aten ops it ran are its parts, not records of their own). Every other
-call is looked through: each of its aten ops is one record, counted by its
-aten rule, free (a view, or a rule that says so) or skipped. So every
-recorded aten op ends in exactly one record, or inside exactly one composite.
+The rules fx applies come first, so one registered rule counts the same call on
+both frontends: a module whose type has a rule is one record, counted by that
+rule; a torch call whose target has a rule (a function, a tensor method or a
+composite) is one record. The aten ops either ran are their parts, not records
+of their own. Every other call is looked through: each of its aten ops is one
+record, counted by its aten rule, free (a view, or a rule that says so) or
+skipped. So every recorded aten op ends in exactly one record, or inside exactly
+one module call or composite.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .count import make_record
-from .frontends.aten import AtenOp, AtenTrace, TorchCall, describe_call
+from .count import make_record, param_bytes
+from .frontends.aten import AtenOp, AtenTrace, ModuleCall, TorchCall, describe_call
 from .handlers.context import OpContext
 from .records import OpRecord
-from .registry import Registry, Rule, builtin_packet, default_name
+from .registry import Registry, Rule, builtin_packet, default_name, tensor_method
 
 VIEW = Rule("view", None, "a view of its input (data movement)")
 
@@ -29,6 +32,9 @@ def _records(trace: AtenTrace, registry: Registry, names: dict[str, int]) -> Ite
     for item in trace.items:
         if isinstance(item, AtenOp):
             yield _op_record(item, registry, names)
+            continue
+        if isinstance(item, ModuleCall):
+            yield _module_record(item, registry, names)
             continue
         record = _call_record(item, registry, names)
         if record is not None:
@@ -50,17 +56,32 @@ def _call_record(call: TorchCall, registry: Registry, names: dict[str, int]) -> 
     if rule is None:
         return None
     label = describe_call(call.target)
+    extra = {"target": call.target, "method": tensor_method(call.target)}
     ctx = OpContext(
-        "composite", call.args, call.kwargs, call.out, None, _unique(rule.name, names),
-        {"target": call.target},
-    )  # fmt: skip
+        "composite", call.args, call.kwargs, call.out, None, _unique(rule.name, names), extra
+    )
     return make_record(ctx, rule, op=rule.name, target=label, module=call.module, described=label)
 
 
+def _module_record(call: ModuleCall, registry: Registry, names: dict[str, int]) -> OpRecord:
+    """A module call counted whole by its module rule, as fx counts it."""
+    cls = type(call.module)
+    rule = registry.lookup_module(cls)
+    name = rule.name if rule is not None else cls.__name__
+    ctx = OpContext(
+        "call_module", call.args, call.kwargs, call.out, call.module, _unique(name, names)
+    )
+    return make_record(
+        ctx, rule, op=name, target=f"{cls.__module__}.{cls.__qualname__}", module=call.path,
+        described=call.path or "<root>", own_bytes=param_bytes(call.module),
+    )  # fmt: skip
+
+
 def composite_rule(call: TorchCall, registry: Registry) -> Rule | None:
-    """The convention's rule for a whole torch call, if it has one (a fallback for a
-    builtin is renamed after the op the builtin names)."""
-    rule = registry.get(("composite", call.target))
+    """The convention's rule for a whole torch call, if it has one: the rule fx applies
+    to the same call (function, tensor method), a composite rule, or the composite rule
+    of the aten op a builtin names (a fallback for a builtin is renamed after that op)."""
+    rule = registry.call_rule(call.target)
     packet = builtin_packet(call.target)
     if rule is None and packet is not None:
         rule = registry.get(("composite", packet))

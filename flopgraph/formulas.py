@@ -378,3 +378,56 @@ def roi_align(out: Shape, samples_per_bin: int) -> Cost:
 def embedding_bag(gathered: int, out: Shape, mode: str) -> Cost:
     # sum / max: n - 1 adds or comparisons per bag; mean: n per bag (the divide included)
     return Cost(0, gathered if mode == "mean" else gathered - numel(out))
+
+
+# --- beyond the spec: each derived from a section's principle (docs/conventions.md) ------
+
+
+def weight_norm(v: Shape, g: Shape) -> Cost:
+    """weight_norm: w = v * (g / ||v||), the norm over every dim but one.
+
+    Section C's norm (square and accumulate: 2 per element of v, a sqrt per slice),
+    a divide g / ||v|| per slice and a multiply per element of v (section B):
+    3 * numel(v) + 2 * numel(g).
+    """
+    return Cost(0, 3 * numel(v) + 2 * numel(g))
+
+
+def grid_sample(out: Shape, taps: int) -> Cost:
+    # interpolate's rule at arbitrary sample points: taps multiply-adds per element of
+    # out [N, C, *S_out] (per output point and channel); nearest moves data (taps = 0)
+    macs = taps * numel(out)
+    return Cost(macs, 2 * macs)
+
+
+def affine_grid(out: Shape, k: int) -> Cost:
+    # the base grid [N, H*W, K] (K = 3 in 2-D, 4 in 3-D: coordinates and a 1) times
+    # theta^T [N, K, K - 1]: a batched matmul, M*N*K = numel(out) * K (section A)
+    macs = numel(out) * k
+    return Cost(macs, 2 * macs)
+
+
+def fft_log2(n: int) -> int:
+    """ceil(log2 n): the number of radix-2 stages of a length-n transform (0 for n = 1)."""
+    return (n - 1).bit_length()
+
+
+def fft(signal: Shape, lengths: Shape, real: bool, scaled_out: int = 0) -> Cost:
+    """A discrete Fourier transform over ``lengths`` of a signal of shape ``signal``.
+
+    The classic count: 5 * N * log2(N) flops per complex transform of length N. A
+    transform over several dims is one length-N_d transform per line along each dim
+    d: 5 * numel(signal) * sum(log2 N_d). A length that is not a power of two counts
+    ceil(log2 N) stages; a real signal (r2c, c2r) half the complex count, rounded
+    down. A normalized transform adds one multiply per output element (``scaled_out``).
+    """
+    flops = 5 * numel(signal) * sum(fft_log2(n) for n in lengths)
+    return Cost(0, (flops // 2 if real else flops) + scaled_out)
+
+
+def scatter_reduce(src: Shape, out: Shape, reduce: str, scale: bool = False) -> Cost:
+    # one op per source element folded into out (add, multiply, max/min comparison);
+    # mean divides each element of out by its count; index_add with alpha != 1
+    # scales each source element first
+    per_source = 2 if scale else 1
+    return Cost(0, per_source * numel(src) + (numel(out) if reduce == "mean" else 0))

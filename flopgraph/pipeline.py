@@ -269,7 +269,7 @@ def _aten(
     """aten's count; ``note`` says why it ran (after fx failed)."""
     where = f"while recording {type(model).__name__} on the aten frontend"
     progress("trace", 0, 0)  # the forward runs once, recorded: no per-node steps
-    trace = _guarded(lambda: trace_aten(model, args, kwargs), where)
+    trace = _guarded(lambda: trace_aten(model, args, kwargs, registry), where)
     progress("count", 0, 0)
     notes = "; ".join(n for n in (note, trace.note) if n)
     info = FrontendInfo("aten", notes, real_run=trace.real)

@@ -8,6 +8,14 @@ packet (``torch.ops.aten.addmm``) or a *composite*: a torch-level call
 counts as one op instead of the aten ops it decomposes into. Each key maps to
 one :class:`Rule`. An analysis works on a copy, so a per-call override never
 leaks into the next call.
+
+One table serves both frontends, so a rule cannot apply on one and not the other:
+the aten frontend asks :meth:`Registry.call_rule` for every torch-level call (a
+function or tensor-method rule counts that call whole, exactly as on fx) and
+:meth:`Registry.lookup_module` for every module call; fx asks
+:meth:`Registry.op_rule` for a call with no function or method rule (a torch
+builtin is counted by the rule of the aten op it is bound to, ``torch.ops.aten``
+calls by their own).
 """
 
 from __future__ import annotations
@@ -111,6 +119,19 @@ def builtin_packet(target: Any) -> Any:
     return _aten_named(name) if name else None
 
 
+def tensor_method(target: Any) -> str | None:
+    """The name of a tensor method (``Tensor.add`` -> ``"add"``), else None."""
+    name = getattr(target, "__name__", None)
+    if isinstance(name, str) and getattr(torch.Tensor, name, None) is target:
+        return name
+    return None
+
+
+def method_packet(name: str) -> Any:
+    """The aten packet a tensor method name is bound to (``"__add__"`` -> ``aten.add``)."""
+    return builtin_packet(getattr(torch.Tensor, name, None))
+
+
 def default_name(target: Target) -> str:
     """A readable op name for a target that has no registered rule."""
     if isinstance(target, (torch._ops.OpOverloadPacket, torch._ops.OpOverload)):
@@ -173,6 +194,47 @@ class Registry:
     def get(self, key: Key) -> Rule | None:
         return self._rules.get(key)
 
+    def override(self, targets: Iterable[Target], rule: Rule) -> None:
+        """Replace the rule of each target, on every frontend: the one way a user's
+        handler enters a table (``register`` and ``handlers=``). An aten op given as
+        the target also replaces the rules of the calls bound to it (its composite, the
+        torch builtins and tensor methods that name it), which are what fx sees."""
+        for target in targets:
+            self.add([target], rule, replace=True)
+            kind, key = key_of(target)
+            if kind == "aten":
+                for bound in [k for k in self._rules if _bound_to(k, key)]:
+                    self._rules[bound] = rule
+
+    def call_rule(self, target: Any) -> Rule | None:
+        """The rule that counts a torch-level call whole on the aten frontend: the
+        target's function rule, its tensor-method rule, else its composite rule (the
+        rules fx applies to the same call come first, so the frontends agree)."""
+        try:
+            rule = self._rules.get(("function", target))
+        except TypeError:  # an unhashable target
+            return None
+        if rule is None:
+            name = tensor_method(target)
+            if name is not None:
+                rule = self._rules.get(("method", name))
+        return rule if rule is not None else self._rules.get(("composite", target))
+
+    def op_rule(self, target: Any) -> Rule | None:
+        """For an fx call target with no function or method rule: the rule of the aten
+        op it names (a ``torch.ops.aten`` op, a torch builtin, a tensor method name),
+        whose arguments are the call's own."""
+        if isinstance(target, (torch._ops.OpOverloadPacket, torch._ops.OpOverload)):
+            packet = aten_packet(target)
+        elif isinstance(target, str):
+            packet = method_packet(target)
+        else:
+            packet = builtin_packet(target)
+        if packet is None:
+            return None
+        rule = self._rules.get(("aten", packet))
+        return rule if rule is not None else self._rules.get(("composite", packet))
+
     def lookup_module(self, cls: type) -> Rule | None:
         """Rule for a module type: its own, else a base class's when the subclass
         keeps that base's forward (a subclass with its own forward is traced)."""
@@ -198,6 +260,16 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._rules)
+
+
+def _bound_to(key: Key, packet: Any) -> bool:
+    """Whether a function, method or composite key names the aten ``packet``."""
+    kind, target = key
+    if kind == "composite":
+        return target is packet
+    if kind == "function":
+        return builtin_packet(target) is packet
+    return kind == "method" and method_packet(target) is packet
 
 
 def _describe(key: Key) -> str:

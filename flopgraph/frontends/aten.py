@@ -43,6 +43,7 @@ from torch.utils._pytree import tree_leaves, tree_map
 
 from ..errors import TraceError
 from ..records import TensorMeta
+from ..registry import Registry
 from ..shapes import _check_dtypes, _Twins, on_this_machine, to_meta
 from .fastfake import MISS, FastFake, fast_fake
 from .fx import _bind, _one_line, _where
@@ -88,11 +89,26 @@ class TorchCall:
 
 
 @dataclass(frozen=True)
+class ModuleCall:
+    """One call of a module whose type has a rule: counted whole, by that rule, as fx
+    counts the module (its aten ops are parts, as in a composite)."""
+
+    module: torch.nn.Module
+    """The user's module (not the shadow's twin): handlers read its settings."""
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    out: Any
+    path: str
+    """Dotted path of the module; ``""`` is the root."""
+    ops: tuple[AtenOp, ...]
+
+
+@dataclass(frozen=True)
 class AtenTrace:
     """What one forward ran, in order: torch calls (with their aten ops) and any
     aten op that ran outside a torch call."""
 
-    items: tuple[TorchCall | AtenOp, ...]
+    items: tuple[TorchCall | ModuleCall | AtenOp, ...]
     module_calls: Mapping[str, int] = field(default_factory=dict)
     """Module path -> how many times its forward ran."""
     real: bool = False
@@ -102,7 +118,7 @@ class AtenTrace:
     def ops(self) -> Iterator[AtenOp]:
         """Every recorded aten op, in order."""
         for item in self.items:
-            if isinstance(item, TorchCall):
+            if isinstance(item, (TorchCall, ModuleCall)):
                 yield from item.ops
             else:
                 yield item
@@ -126,17 +142,37 @@ class _Failure:
         return f"{self.op}{call}{where} failed on inputs {seen}: "
 
 
+@dataclass
+class _Whole:
+    """A module call being recorded whole: where it started and what it ran."""
+
+    shadow: torch.nn.Module
+    depth: int
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    ops: list[AtenOp]
+
+
 class _Recorder:
     """Collects records from both modes and the module stack from the hooks."""
 
-    def __init__(self, paths: Mapping[int, str], fast: FastFake | None = None) -> None:
+    def __init__(
+        self,
+        paths: Mapping[int, str],
+        fast: FastFake | None = None,
+        whole: Callable[[torch.nn.Module], torch.nn.Module | None] | None = None,
+    ) -> None:
         self.paths = paths
         self.fast = fast
         """The short road through FakeTensorMode, when the forward runs on fake tensors."""
+        self.whole = whole
+        """The user's module for a shadow module whose call is recorded whole (its type
+        has a rule), else None."""
         self.stack: list[str] = []
         self.calls: dict[str, int] = {}
-        self.items: list[TorchCall | AtenOp] = []
+        self.items: list[TorchCall | ModuleCall | AtenOp] = []
         self.frame: list[AtenOp] | None = None
+        self.open: _Whole | None = None
         self.failure: _Failure | None = None
 
     @property
@@ -148,14 +184,29 @@ class _Recorder:
         if path is not None:
             self.stack.append(path)
             self.calls[path] = self.calls.get(path, 0) + 1
+            if self.frame is None and self.whole is not None and self.whole(module) is not None:
+                # the module's type has a rule: its call is one record, its ops are parts
+                args = _[0] if _ else ()
+                self.open = _Whole(module, len(self.stack), to_meta(args), _call_kwargs(), [])
+                self.frame = self.open.ops
 
-    def leave(self, module: torch.nn.Module, args: Any = (), *_: Any) -> None:
+    def leave(self, module: torch.nn.Module, args: Any = (), *rest: Any) -> None:
         if id(module) in self.paths and self.stack:
             # an always-called hook runs inside the module's except block when its
             # forward raised: the innermost module a Python-level error came from
             error = sys.exc_info()[1]
             if isinstance(error, Exception):
                 self.failed(error, type(module).__name__, args, {})
+            whole = self.open
+            if whole is not None and whole.shadow is module and whole.depth == len(self.stack):
+                self.open = self.frame = None
+                user = self.whole(module) if self.whole is not None else None
+                out = to_meta(rest[0]) if rest else None
+                if user is not None:  # on an error the trace fails anyway
+                    self.items.append(
+                        ModuleCall(user, whole.args, whole.kwargs, out, self.path,
+                                   tuple(whole.ops))  # fmt: skip
+                    )
             self.stack.pop()
 
     def call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -241,14 +292,19 @@ class _OpMode(TorchDispatchMode):
 
 
 def trace_aten(
-    model: torch.nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    model: torch.nn.Module,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    registry: Registry | None = None,
 ) -> AtenTrace:
     """Record ``model``'s forward on ``args``/``kwargs``: on fake tensors, or for real
-    when its control flow needs tensor values and every input is a real tensor."""
+    when its control flow needs tensor values and every input is a real tensor. A
+    module whose type has a rule in ``registry`` is recorded as one call (fx counts it
+    as one call too)."""
     _check_inputs(model, args, kwargs)
     with isolated():
         try:
-            return _record(model, args, kwargs, "fake")
+            return _record(model, args, kwargs, "fake", registry=registry)
         except _DATA_DEPENDENT as e:
             line = _where(e) or " (the line was not found)"
             dynamic = isinstance(e, DynamicOutputShapeException)
@@ -261,7 +317,7 @@ def trace_aten(
                     "run for real and count the branch it takes."
                 ) from e
             note = f"ran for real on copies of the inputs and weights: {reason}"
-        return _record(model, args, kwargs, "real", note)
+        return _record(model, args, kwargs, "real", note, registry)
 
 
 def _check_inputs(model: torch.nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
@@ -279,12 +335,14 @@ def _record(
     kwargs: Mapping[str, Any],
     mode: str,
     note: str = "",
+    registry: Registry | None = None,
 ) -> AtenTrace:
     device, moved = _device_of(model)
     twins = _Twins("real" if mode == "real" else "fake", device)
     shadow = twins.module(model)
     paths = {id(twins.module(m)): path for path, m in model.named_modules()}
-    recorder = _Recorder(paths, None if twins.fake_mode is None else fast_fake(twins.fake_mode))
+    fast = None if twins.fake_mode is None else fast_fake(twins.fake_mode)
+    recorder = _Recorder(paths, fast, _ruled_modules(model, twins, registry))
 
     def twin(v: Any) -> Any:
         return twins.tensor(v) if isinstance(v, torch.Tensor) else v
@@ -315,6 +373,36 @@ def _recording(recorder: _Recorder) -> Iterator[None]:
         stack.enter_context(_OpMode(recorder))
         stack.enter_context(_CallMode(recorder))
         yield
+
+
+def _ruled_modules(
+    model: torch.nn.Module, twins: _Twins, registry: Registry | None
+) -> Callable[[torch.nn.Module], torch.nn.Module | None] | None:
+    """Shadow module -> the user's module, for the modules whose type has a rule."""
+    if registry is None:
+        return None
+    ruled = {
+        id(twins.module(m)): m
+        for m in model.modules()
+        if registry.lookup_module(type(m)) is not None
+    }
+    return lambda shadow: ruled.get(id(shadow))
+
+
+def _call_kwargs() -> dict[str, Any]:
+    """The keyword arguments of the module call whose forward pre-hook is running.
+
+    Global pre-hooks receive the positional arguments only; the keywords are a local
+    of ``Module._call_impl``'s inner function, two frames up. A module called with
+    keywords (``attn(q, k, v, need_weights=False)``) is counted with them, as on fx.
+    """
+    frame: Any = sys._getframe(2)
+    for _ in range(3):  # the hook's caller, or a wrapper or two below it
+        if frame is None or frame.f_code.co_name in ("inner", "_call_impl"):
+            break
+        frame = frame.f_back
+    kwargs = frame.f_locals.get("kwargs") if frame is not None else None
+    return to_meta(dict(kwargs)) if isinstance(kwargs, dict) else {}
 
 
 def _device_of(model: torch.nn.Module) -> tuple[torch.device, str]:

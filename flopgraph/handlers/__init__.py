@@ -17,12 +17,14 @@ from . import (  # noqa: F401
     attention,
     contractions,
     elementwise,
+    fft,
     free,
     misc,
     norms,
     pooling,
     recurrent,
     reductions,
+    sampling,
     transformer,
 )
 from .context import OpContext

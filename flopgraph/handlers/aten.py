@@ -18,7 +18,17 @@ import torch
 from .. import formulas as f
 from ..records import Cost, TensorMeta
 from ..registry import Rule
-from . import contractions, elementwise, free, misc, norms, pooling, reductions
+from . import (
+    contractions,
+    elementwise,
+    fft,
+    free,
+    misc,
+    norms,
+    pooling,
+    reductions,
+    sampling,
+)  # fmt: skip
 from .context import OpContext
 from .table import DEFAULT
 
@@ -91,6 +101,18 @@ _add(["addmm", "baddbmm", "addmv"], Rule("addmm", contractions.addmm))
 _add(["addbmm"], Rule("addbmm", contractions.addbmm))
 _add(["addr"], Rule("addr", contractions.addr))
 _add(["convolution", "_convolution"], Rule("convolution", convolution))
+
+# --- beyond the spec: the fx handlers, where aten's arguments are the call's own ------------
+
+_add(["scatter_add", "index_add", "scatter_reduce"],
+     Rule("scatter_reduce", reductions.scatter_reduce))  # fmt: skip
+_add(["_weight_norm", "_weight_norm_interface"], Rule("weight_norm", norms.weight_norm))
+_add(["grid_sampler", "grid_sampler_2d", "grid_sampler_3d", "cudnn_grid_sampler",
+      "_grid_sampler_2d_cpu_fallback"], Rule("grid_sample", sampling.grid_sampler))  # fmt: skip
+_add(["affine_grid_generator"], Rule("affine_grid", sampling.affine_grid))
+_add(["_fft_c2c"], Rule("fft", fft.fft_c2c))
+_add(["_fft_r2c"], Rule("rfft", fft.fft_r2c))
+_add(["_fft_c2r"], Rule("irfft", fft.fft_c2r))
 
 # --- D. normalization ----------------------------------------------------------------------
 
@@ -171,7 +193,7 @@ ATEN_MOVEMENT = (
     "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "reflection_pad1d",
     "reflection_pad2d", "reflection_pad3d", "replication_pad1d", "replication_pad2d",
     "replication_pad3d", "_pad_circular", "im2col", "col2im", "fill", "zero", "copy", "_to_copy",
-    "embedding_dense_backward", "_local_scalar_dense",
+    "embedding_dense_backward", "_local_scalar_dense", "diagonal_copy",
 )  # fmt: skip
 
 for _names, _reason in (

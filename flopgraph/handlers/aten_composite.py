@@ -143,9 +143,8 @@ def attention_kernel(positions: tuple[int | None, int, int]) -> Any:
 
 
 reuse_function_rules(WHOLE)
-DEFAULT.composite(
-    [F.multi_head_attention_forward], Rule("multihead_attention", multi_head_attention)
-)
+# a function rule: fx counts a direct call (open_clip's attention pool) by it, aten too
+DEFAULT.add([F.multi_head_attention_forward], Rule("multihead_attention", multi_head_attention))
 for _packet, _name in ((aten.lstm, "lstm"), (aten.gru, "gru"), (aten.rnn_tanh, "rnn"),
                        (aten.rnn_relu, "rnn")):  # fmt: skip
     DEFAULT.composite([_packet], Rule(_name, recurrent))

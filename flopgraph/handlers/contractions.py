@@ -39,7 +39,7 @@ def linear_function(ctx: OpContext) -> Cost:
 @DEFAULT.handler(*forms("matmul", "mm", "bmm", "mv", "dot", "vdot", "inner"), name="matmul")
 def matmul(ctx: OpContext) -> Cost:
     a, b = ctx.arg(0, "input"), ctx.arg(1, "other")
-    if ctx.kind == "call_method" and ctx.extra.get("method") == "__rmatmul__":
+    if ctx.extra.get("method") == "__rmatmul__":  # fx's call_method, aten's tensor method
         a, b = b, a
     return f.matmul(_shape(a), _shape(b), ctx.y.shape)
 

@@ -107,3 +107,12 @@ DEFAULT.add(
     forms("local_response_norm", methods=False),
     Rule("local_response_norm", local_response_norm_function),
 )
+
+
+def weight_norm(ctx: OpContext) -> Cost:
+    # torch._weight_norm(v, g, dim) and aten._weight_norm_interface(v, g, dim): the
+    # weight nn.utils.weight_norm and parametrizations.weight_norm rebuild every call
+    return f.weight_norm(ctx.arg(0, "v").shape, ctx.arg(1, "g").shape)
+
+
+DEFAULT.add(forms("_weight_norm", methods=False), Rule("weight_norm", weight_norm))

@@ -78,9 +78,14 @@ for _cls, _name in (
 
 
 def scatter_reduce(ctx: OpContext) -> Cost:
-    # scatter_add / index_add / scatter_reduce(input, dim, index, src, ...): one add (or
-    # multiply, comparison) per source element folded into the output
-    return f.elementwise(ctx.arg(3, "src", ctx.kwargs.get("source")).shape)
+    # scatter_add / index_add / scatter_reduce(input, dim, index, src | source, ...): one
+    # add (or multiply, comparison) per source element folded into the output;
+    # scatter_reduce's "mean" then divides every output element by its count, and
+    # index_add's alpha != 1 scales every source element first
+    src = ctx.arg(3, "src", ctx.kwargs.get("source"))
+    reduce = ctx.arg(4, "reduce", "sum")
+    scale = ctx.kwargs.get("alpha", 1) != 1
+    return f.scatter_reduce(src.shape, ctx.y.shape, str(reduce), scale)
 
 
 DEFAULT.add(

@@ -1,0 +1,133 @@
+"""Rules for ops found skipped on real models: each cost derived by hand from the spec's
+principles (docs/conventions.md, "Choices beyond the spec"), on fx and on aten."""
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import Fn
+
+import flopgraph
+from flopgraph import Cost
+
+
+def _both(model, inputs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", flopgraph.SkippedOpWarning)  # nothing may be skipped
+        return [flopgraph.analyze(model, inputs, frontend=fe) for fe in ("fx", "aten")]
+
+
+def _cost(fn, *inputs):
+    fx, at = _both(Fn(fn), tuple(inputs))
+    assert fx.cost == at.cost
+    return fx.cost
+
+
+# grid_sample: interpolate's taps at each output point and channel; out [N, C, Ho, Wo]
+GRID = torch.zeros(2, 4, 5, 2)  # N=2, Ho=4, Wo=5: out [2, 3, 4, 5] = 120 elements
+@pytest.mark.parametrize("mode, taps", [("bilinear", 4), ("bicubic", 16), ("nearest", 0)])
+def test_grid_sample_counts_taps_per_output_element(mode, taps):
+    cost = _cost(lambda x, g: F.grid_sample(x, g, mode=mode, align_corners=False),
+                 torch.rand(2, 3, 8, 8), GRID)  # fmt: skip
+    assert cost == Cost(taps * 120, 2 * taps * 120)  # 480 / 1_920 / 0 macs
+
+
+def test_grid_sample_3d_is_trilinear():
+    # out [1, 2, 2, 3, 5] = 60 elements, 8 taps: 480 macs
+    cost = _cost(lambda x, g: F.grid_sample(x, g, align_corners=True),
+                 torch.rand(1, 2, 4, 4, 4), torch.zeros(1, 2, 3, 5, 3))  # fmt: skip
+    assert cost == Cost(480, 960)
+
+
+def test_affine_grid_is_a_matmul_of_the_base_grid_by_theta():
+    # base grid [N, H*W, 3] @ theta^T [N, 3, 2]: M*N*K = (2 * 4*5) * 2 * 3 = 240 macs
+    cost = _cost(lambda t: F.affine_grid(t, [2, 3, 4, 5], align_corners=False),
+                 torch.rand(2, 2, 3))  # fmt: skip
+    assert cost == Cost(240, 480)
+    # 3-D: [N, D*H*W, 4] @ [N, 4, 3]: (1 * 2*3*4) * 3 * 4 = 288 macs
+    cost = _cost(lambda t: F.affine_grid(t, [1, 1, 2, 3, 4], align_corners=False),
+                 torch.rand(1, 3, 4))  # fmt: skip
+    assert cost == Cost(288, 576)
+
+
+def test_weight_norm_function():
+    # v [4, 3, 2] (24 elements), g [4, 1, 1]: norm 2 * 24 + 4 sqrt, 4 divides g / norm,
+    # 24 multiplies: 3 * 24 + 2 * 4 = 80
+    assert _cost(lambda v, g: torch._weight_norm(v, g, 0), torch.rand(4, 3, 2),
+                 torch.rand(4, 1, 1)) == Cost(0, 80)  # fmt: skip
+
+
+@pytest.mark.parametrize("reduce, extra", [("sum", 0), ("prod", 0), ("amax", 0), ("amin", 0),
+                                           ("mean", 10)])  # fmt: skip
+def test_scatter_reduce(reduce, extra):
+    # src [2, 3]: one op per source element (6); mean divides out [2, 5] by the counts (10)
+    index = torch.zeros(2, 3, dtype=torch.long)
+    cost = _cost(lambda x, s: x.scatter_reduce(1, index, s, reduce), torch.rand(2, 5),
+                 torch.rand(2, 3))  # fmt: skip
+    assert cost == Cost(0, 6 + extra)
+
+
+def test_scatter_add_and_index_add():
+    index = torch.zeros(2, 3, dtype=torch.long)
+    assert _cost(lambda x, s: torch.scatter_add(x, 1, index, s), torch.rand(2, 5),
+                 torch.rand(2, 3)) == Cost(0, 6)  # fmt: skip
+    rows = torch.tensor([0, 1, 0])
+    # source [3, 5]: 15 adds; alpha = 2 scales each source element first: 30
+    assert _cost(lambda x, s: x.index_add(0, rows, s), torch.rand(4, 5),
+                 torch.rand(3, 5)) == Cost(0, 15)  # fmt: skip
+    assert _cost(lambda x, s: x.index_add(0, rows, s, alpha=2.0), torch.rand(4, 5),
+                 torch.rand(3, 5)) == Cost(0, 30)  # fmt: skip
+
+
+# FFT: 5 * N * log2(N) per complex transform of length N; real signals half
+def test_fft_complex_and_real():
+    x = torch.rand(3, 8)
+    # complex: 3 transforms of N = 8: 3 * 5 * 8 * 3 = 360
+    assert _cost(lambda x: torch.fft.fft(x.to(torch.complex64)), x) == Cost(0, 360)
+    # real input: half, 180
+    assert _cost(torch.fft.fft, x) == Cost(0, 180)
+    # rfft padded to n = 16: 3 * 5 * 16 * 4 / 2 = 480
+    assert _cost(lambda x: torch.fft.rfft(x, n=16), x) == Cost(0, 480)
+    # irfft back to N = 8 (real output [3, 8]): 180, + 24 for the 1/n scaling of the
+    # inverse ("backward" norm); with the rfft before it: 180 + 204 = 384
+    assert _cost(lambda x: torch.fft.irfft(torch.fft.rfft(x)), x) == Cost(0, 384)
+
+
+def test_fft_several_dims_and_norms():
+    x = torch.rand(2, 4, 8)
+    # fftn over all dims of a real [2, 4, 8]: 5 * 64 * (1 + 2 + 3) / 2 = 960
+    assert _cost(torch.fft.fftn, x) == Cost(0, 960)
+    # fft2 over (4, 8), "ortho" scales the 64 outputs: 5 * 64 * (2 + 3) / 2 + 64 = 864
+    assert _cost(lambda x: torch.fft.fft2(x, norm="ortho"), x) == Cost(0, 864)
+    # a length that is not a power of two counts ceil(log2 N) stages: N = 6 -> 3;
+    # complex [2, 6]: 2 * 5 * 6 * 3 = 180
+    assert _cost(lambda x: torch.fft.fft(x.to(torch.complex64)), torch.rand(2, 6)) == Cost(0, 180)
+
+
+def test_fft_aten_ops_called_directly():
+    # torch.ops.aten._fft_c2c(x, dim, normalization, forward): the same rule on fx
+    # (the op's own rule) and aten: 3 * 5 * 8 * 3 = 360; normalization 2 adds 24
+    x = torch.rand(3, 8, dtype=torch.complex64)
+    assert _cost(lambda x: torch.ops.aten._fft_c2c(x, [1], 0, True), x) == Cost(0, 360)
+    assert _cost(lambda x: torch.ops.aten._fft_c2c(x, [1], 2, False), x) == Cost(0, 384)
+
+
+def test_multi_head_attention_forward_called_directly():
+    # open_clip's attention pool calls F.multi_head_attention_forward itself. L = S = 5,
+    # N = 2, E = 8, 2 heads of 4: in-projection 3 * 10 * 8 * 8 = 1_920, core
+    # 2 * (2 * 2) * 5 * 5 * 4 = 800, out-projection 10 * 8 * 8 = 640: 3_360 macs;
+    # flops 2 * 3_360 + biases 3 * 80 + 80 + scale and softmax (2 * 2) * 5 * 5 * 6 = 600
+    w, b, wo, bo = torch.rand(24, 8), torch.rand(24), torch.rand(8, 8), torch.rand(8)
+
+    def pool(q):
+        return F.multi_head_attention_forward(
+            q, q, q, 8, 2, w, b, None, None, False, 0.0, wo, bo, training=False, need_weights=False
+        )[0]
+
+    assert _cost(pool, torch.rand(5, 2, 8)) == Cost(3_360, 6_720 + 320 + 600)
+
+
+def test_fft_shift_and_frequencies_are_free():
+    x = torch.rand(2, 8)
+    assert _cost(lambda x: torch.fft.fftshift(x) + 0, x) == Cost(0, 16)  # only the add
