@@ -301,10 +301,8 @@ def _leaf_calls(graph: dict[str, list[OpRecord]], hooks: HookCount) -> Iterator[
     for path in dict.fromkeys([*graph, *hooked]):
         waiting = list(hooked.get(path, []))
         for r in graph.get(path, []):
-            i = next(
-                (i for i, c in enumerate(waiting) if (c.inputs, c.outputs) == (r.inputs, r.outputs)),
-                None,
-            )
+            same = (r.inputs, r.outputs)
+            i = next((i for i, c in enumerate(waiting) if (c.inputs, c.outputs) == same), None)
             if i is None:
                 if r.macs or r.flops:
                     detail = f"graph call of {path!r} on {_shapes(r.inputs)}; no hook call"
@@ -313,9 +311,9 @@ def _leaf_calls(graph: dict[str, list[OpRecord]], hooks: HookCount) -> Iterator[
             c = waiting.pop(i)
             if c.cost != r.cost:
                 detail = (
-                    f"{path!r} on {_shapes(r.inputs)}: graph {r.flops:,} FLOPs "
-                    f"({r.macs:,} MACs), hooks {c.cost.flops:,} FLOPs ({c.cost.macs:,} MACs) by the "
-                    f"same rule {r.op!r}"
+                    f"{path!r} on {_shapes(r.inputs)}: graph {r.flops:,} FLOPs ({r.macs:,} "
+                    f"MACs), hooks {c.cost.flops:,} FLOPs ({c.cost.macs:,} MACs), same rule "
+                    f"{r.op!r}"
                 )
                 gap = Cost(r.macs - c.cost.macs, r.flops - c.cost.flops)
                 yield _leaf_difference(path, r.op, Reason.UNEXPLAINED, detail, r.inputs, gap)
