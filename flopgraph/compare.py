@@ -3,9 +3,12 @@
 ``compare`` counts one model twice with the same handlers: once from the traced
 graph (every op) and once with forward hooks on leaf modules (what thop and
 ptflops see). The result lists, per module, both counts and their call counts,
-and the exact ops that make the difference, each with its reason; it
-reconciles to the unit: graph total minus hook total equals the sum of the
-listed differences, for MACs and FLOPs alike.
+and the exact ops that make the difference, each with its reason and its own
+cost (never a leftover). It is reconciled only when those independent parts
+add up to the unit: graph total minus hook total equals the sum of the
+explained differences, for MACs and FLOPs alike, with nothing UNEXPLAINED (a
+leaf call both sides counted at different costs, see
+:mod:`flopgraph.differences`).
 """
 
 from __future__ import annotations
@@ -68,28 +71,36 @@ class Comparison:
 
     @property
     def explained(self) -> Cost:
-        """The sum of the listed differences."""
-        return sum((d.cost for d in self.differences), Cost())
+        """The sum of the differences with a cause, each its own op's cost."""
+        return sum((d.cost for d in self.differences if d.reason.explained), Cost())
+
+    @property
+    def unexplained(self) -> tuple[Difference, ...]:
+        """Leaf calls both sides counted at different costs: known only as a leftover."""
+        return tuple(d for d in self.differences if not d.reason.explained)
 
     @property
     def reconciled(self) -> bool:
-        """True when graph minus hooks equals the listed differences, to the unit."""
-        return self.difference == self.explained
+        """True when graph minus hooks equals the explained differences, to the unit,
+        and nothing is unexplained."""
+        return self.difference == self.explained and not self.unexplained
 
     @property
     def reconciliation(self) -> str:
         """The one line every rendering carries."""
-        d = self.difference
-        verdict = (
-            "reconciled"
-            if self.reconciled
-            else f"NOT reconciled: the differences sum to {self.explained.flops:,} FLOPs, "
-            f"{self.explained.macs:,} MACs"
-        )
-        return (
+        d, e = self.difference, self.explained
+        n = len(self.differences) - len(self.unexplained)
+        line = (
             f"graph {self.graph.flops:,} - hooks {self.hooks.flops:,} = {d.flops:,} FLOPs "
-            f"({d.macs:,} MACs) = sum of the {len(self.differences)} listed difference(s): "
-            f"{verdict}"
+            f"({d.macs:,} MACs)"
+        )
+        if self.reconciled:
+            return f"{line} = sum of the {n} explained difference(s): reconciled"
+        where = ", ".join(dict.fromkeys(x.module or "(model)" for x in self.unexplained))
+        rest = f"; unexplained in {where}" if where else ""
+        return (
+            f"{line}, but the {n} explained difference(s) sum to {e.flops:,} FLOPs "
+            f"({e.macs:,} MACs): NOT reconciled{rest}"
         )
 
     def by_reason(self) -> dict[Reason, Cost]:
@@ -120,6 +131,7 @@ class Comparison:
                 "hooks": _cost(self.hooks),
                 "difference": _cost(self.difference),
                 "explained": _cost(self.explained),
+                "unexplained": _cost(sum((x.cost for x in self.unexplained), Cost())),
             },
             "reconciled": self.reconciled,
             "reconciliation": self.reconciliation,

@@ -11,21 +11,29 @@ come from the same rule on the same shapes, so they cancel. What is left is:
   ``__call__`` (its ``forward`` called directly, or its weight used
   functionally); one of any other module means a parameter used outside every
   leaf (``x + self.pos_embed``); none means a plain functional op;
-- a leaf whose graph calls and hook calls cost different amounts (for example
-  a leaf called inside a function the tracer keeps as one opaque call).
+- a leaf call made on one side only: a ``call_module`` record hooks never saw
+  (its record's cost), or a hook call the graph never made (minus the cost the
+  hook counter gave it), e.g. a forward that calls a leaf only when it runs.
 
-On the aten frontend a record carries the module it ran in but no dataflow: a
-record inside a leaf module belongs to that leaf (its outermost leaf), whose
-records are compared with its hook calls in total; every other counted record
-is one difference, "outside leaf modules", without the finer reasons above.
+Every difference is the cost of its own op, never a remainder. A leaf's graph
+call and its hook call on the same shapes are paired and left out: they are one
+call counted twice by the same module rule, so they must cost the same. That is
+checked, not assumed: a pair that costs otherwise is listed as UNEXPLAINED (its
+amount can only be the leftover), and a comparison with one is not reconciled.
 
-By construction, graph total minus hook total equals the sum of these, per
-module and in total; :class:`~flopgraph.compare.Comparison` checks it.
+On the aten frontend a record carries the module it ran in but no dataflow and
+no call structure: a record inside a leaf module belongs to that leaf (its
+outermost leaf), whose records in total must equal its hook calls in total
+(else UNEXPLAINED); every other counted record is one difference, "outside
+leaf modules", without the finer reasons above.
+
+So graph total minus hook total equals the sum of the explained differences
+only when every pair agrees; :class:`~flopgraph.compare.Comparison` checks it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -35,7 +43,7 @@ import torch.fx
 from .count import CALLS
 from .errors import TraceError
 from .frontends.fx import TracedGraph
-from .hooks import HookCount
+from .hooks import HookCall, HookCount
 from .records import Cost, OpRecord, Status, TensorMeta
 from .report import Report, _ancestors
 
@@ -46,12 +54,19 @@ class Reason(str, Enum):
     FUNCTIONAL = "functional op"
     PARAMETER = "parameter outside leaf modules"
     BYPASSED_LEAF = "leaf outside __call__"
-    LEAF_MISMATCH = "leaf counted differently"
+    GRAPH_ONLY = "leaf call hooks never saw"
+    HOOKS_ONLY = "leaf call the graph never made"
     OUTSIDE_LEAVES = "outside leaf modules"
+    UNEXPLAINED = "unexplained"
 
     @property
     def explanation(self) -> str:
         return _EXPLANATIONS[self]
+
+    @property
+    def explained(self) -> bool:
+        """False for UNEXPLAINED: an amount known only as the leftover of both totals."""
+        return self is not Reason.UNEXPLAINED
 
 
 _EXPLANATIONS = {
@@ -67,15 +82,25 @@ _EXPLANATIONS = {
         "a leaf module's work done without its __call__ (m.forward(x) called "
         "directly, or F.linear(x, m.weight)): its hooks never fire"
     ),
-    Reason.LEAF_MISMATCH: (
-        "a leaf module whose hook calls cost other than its graph calls (e.g. it ran "
-        "inside a function the tracer keeps as one opaque call)"
+    Reason.GRAPH_ONLY: (
+        "a leaf module call in the graph whose hooks did not fire in the hooked run "
+        "(the forward took another path when run than when traced): its record's cost"
+    ),
+    Reason.HOOKS_ONLY: (
+        "a leaf module call the hooks counted that the graph does not hold (the forward "
+        "took another path when traced than when run): minus the hook counter's cost for it"
     ),
     Reason.OUTSIDE_LEAVES: (
         "an op that ran outside every leaf module's __call__ (aten frontend): a function, "
         "method or operator, an op on a parameter no leaf owns, or a leaf's forward called "
         "directly; aten records keep the module an op ran in, not the tensors it read, so "
         "these are not told apart"
+    ),
+    Reason.UNEXPLAINED: (
+        "a leaf call both sides counted, by the same module rule on the same shapes, "
+        "whose costs differ (on aten: a leaf whose records and hook calls differ in "
+        "total): no cause is known, the amount is only the leftover, so the comparison "
+        "is NOT reconciled"
     ),
 }
 
@@ -94,7 +119,7 @@ class Difference:
     """Graph node name; for a leaf mismatch, the leaf's path."""
     reason: Reason
     detail: str
-    """The specifics: the call target, or which parameters it read, or which leaf."""
+    """The specifics: the call target, which parameters it read, or which leaf call."""
     inputs: tuple[TensorMeta, ...]
     macs: int
     flops: int
@@ -131,7 +156,8 @@ class ModuleRow:
 def differences(
     report: Report, traced: TracedGraph, hooks: HookCount, model: torch.nn.Module
 ) -> tuple[Difference, ...]:
-    """Every op that makes graph total minus hook total, in graph order."""
+    """Every op counted on one side only, in graph order, then each leaf's calls
+    counted on one side only or (UNEXPLAINED) at different costs."""
     nodes = _aligned(report, traced)
     owned = _model_tensors(model)
     free = {r.node for r in report.records if r.status is Status.FREE}
@@ -149,13 +175,13 @@ def differences(
     for r in report.records:
         if r.kind == "call_module":
             graph.setdefault(r.module, []).append(r)
-    out.extend(_leaf_mismatches(graph, hooks))
+    out.extend(_leaf_calls(graph, hooks))
     return tuple(out)
 
 
 def aten_differences(report: Report, hooks: HookCount) -> tuple[Difference, ...]:
-    """Every op that makes graph total minus hook total, for a report of the aten
-    frontend: records outside leaves one by one, then leaves counted differently."""
+    """For a report of the aten frontend: records outside leaves one by one, then
+    leaves whose records and hook calls differ in total (UNEXPLAINED)."""
     leaves = set(hooks.leaves)
     graph: dict[str, list[OpRecord]] = {}
     out: list[Difference] = []
@@ -173,7 +199,7 @@ def aten_differences(report: Report, hooks: HookCount) -> tuple[Difference, ...]
                 r.macs, r.flops,
             )  # fmt: skip
         )
-    out.extend(_leaf_mismatches(graph, hooks))
+    out.extend(_leaf_totals(graph, hooks))
     return tuple(out)
 
 
@@ -258,24 +284,72 @@ def _bypass_detail(names: list[str], hooks: HookCount) -> Iterator[str]:
             yield f"{used} of leaf {owner!r} used outside its __call__"
 
 
-def _leaf_mismatches(graph: dict[str, list[OpRecord]], hooks: HookCount) -> Iterable[Difference]:
-    """Leaves (path -> the graph's records of its calls) whose hook calls cost otherwise."""
-    hooked: dict[str, list[Cost]] = {}
+def _by_path(hooks: HookCount) -> dict[str, list[HookCall]]:
+    out: dict[str, list[HookCall]] = {}
     for c in hooks.calls:
-        hooked.setdefault(c.path, []).append(c.cost)
+        out.setdefault(c.path, []).append(c)
+    return out
+
+
+def _leaf_calls(graph: dict[str, list[OpRecord]], hooks: HookCount) -> Iterator[Difference]:
+    """Leaf path -> the graph's ``call_module`` records, against the hook calls, call by
+    call: a record is paired with the first unpaired hook call of its leaf on the same
+    input and output shapes. A pair must cost the same (one call, one module rule);
+    if it does not, the pair is UNEXPLAINED. An unpaired call is a difference of its
+    own cost: a record's (GRAPH_ONLY), or minus the hook counter's (HOOKS_ONLY)."""
+    hooked = _by_path(hooks)
     for path in dict.fromkeys([*graph, *hooked]):
-        g = sum((r.cost for r in graph.get(path, [])), Cost())
-        h = sum(hooked.get(path, []), Cost())
+        waiting = list(hooked.get(path, []))
+        for r in graph.get(path, []):
+            same = (r.inputs, r.outputs)
+            i = next((i for i, c in enumerate(waiting) if (c.inputs, c.outputs) == same), None)
+            if i is None:
+                if r.macs or r.flops:
+                    detail = f"graph call of {path!r} on {_shapes(r.inputs)}; no hook call"
+                    yield _leaf_difference(path, r.op, Reason.GRAPH_ONLY, detail, r.inputs, r.cost)
+                continue
+            c = waiting.pop(i)
+            if c.cost != r.cost:
+                detail = (
+                    f"{path!r} on {_shapes(r.inputs)}: graph {r.flops:,} FLOPs ({r.macs:,} "
+                    f"MACs), hooks {c.cost.flops:,} FLOPs ({c.cost.macs:,} MACs), same rule "
+                    f"{r.op!r}"
+                )
+                gap = Cost(r.macs - c.cost.macs, r.flops - c.cost.flops)
+                yield _leaf_difference(path, r.op, Reason.UNEXPLAINED, detail, r.inputs, gap)
+        for c in waiting:
+            if c.cost != Cost():
+                detail = f"hook call of {path!r} on {_shapes(c.inputs)}; no graph call"
+                gap = Cost(-c.cost.macs, -c.cost.flops)
+                yield _leaf_difference(path, c.op, Reason.HOOKS_ONLY, detail, c.inputs, gap)
+
+
+def _leaf_totals(graph: dict[str, list[OpRecord]], hooks: HookCount) -> Iterator[Difference]:
+    """Leaf path -> the aten records inside it, against its hook calls in total (aten
+    records carry no call structure to pair): any gap is UNEXPLAINED."""
+    hooked = _by_path(hooks)
+    for path in dict.fromkeys([*graph, *hooked]):
+        records, calls = graph.get(path, []), hooked.get(path, [])
+        g = sum((r.cost for r in records), Cost())
+        h = sum((c.cost for c in calls), Cost())
         if g == h:
             continue
-        records = graph.get(path, [])
-        op = records[0].op if records else next(c.op for c in hooks.calls if c.path == path)
+        op = calls[0].op if calls else records[0].op
         detail = (
-            f"graph: {len(records)} record(s), {g.flops:,} FLOPs; "
-            f"hooks: {len(hooked.get(path, []))} call(s), {h.flops:,} FLOPs"
+            f"{path!r}: graph {len(records)} record(s), {g.flops:,} FLOPs ({g.macs:,} MACs); "
+            f"hooks {len(calls)} call(s) by rule {op!r}, {h.flops:,} FLOPs ({h.macs:,} MACs)"
         )
-        inputs = records[0].inputs if records else ()
-        yield Difference(
-            path, op, op, path, Reason.LEAF_MISMATCH, detail, inputs,
-            g.macs - h.macs, g.flops - h.flops,
-        )  # fmt: skip
+        inputs = calls[0].inputs if calls else records[0].inputs
+        yield _leaf_difference(
+            path, op, Reason.UNEXPLAINED, detail, inputs, Cost(g.macs - h.macs, g.flops - h.flops)
+        )
+
+
+def _leaf_difference(
+    path: str, op: str, reason: Reason, detail: str, inputs: tuple[TensorMeta, ...], cost: Cost
+) -> Difference:
+    return Difference(path, op, op, path, reason, detail, inputs, cost.macs, cost.flops)
+
+
+def _shapes(metas: tuple[TensorMeta, ...]) -> str:
+    return ", ".join(map(str, metas)) or "no tensors"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -105,3 +106,24 @@ def bn_model_with_hooks() -> tuple[nn.Module, list[str]]:
     model[1].register_forward_hook(lambda *a: calls.append("hook"))
     model.register_forward_pre_hook(lambda *a: calls.append("pre"))
     return model, calls
+
+
+def corrupt_hook_rule(
+    monkeypatch, cls: type[nn.Module], change: Callable[[flopgraph.Cost], flopgraph.Cost]
+) -> None:
+    """The hook counter of :func:`flopgraph.compare` (only) counts ``cls`` with its
+    rule's cost passed through ``change``; the graph side keeps the true rule."""
+    import flopgraph.hooks
+    from flopgraph.analyze import _registry
+
+    registry = _registry("default", None).copy()
+    rule = registry.lookup_module(cls)
+    assert rule is not None and rule.handler is not None
+    handler = rule.handler
+
+    def corrupted(ctx):
+        cost = handler(ctx)
+        return change(cost if isinstance(cost, flopgraph.Cost) else flopgraph.Cost(0, cost))
+
+    registry.add([cls], dataclasses.replace(rule, handler=corrupted), replace=True)
+    monkeypatch.setattr(flopgraph.hooks, "_registry", lambda *a, **k: registry)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from conftest import assert_untouched, flop_counter_total, snapshot
+from helpers import corrupt_hook_rule
 from rich.console import Console
 from torch import nn
 
@@ -230,6 +231,77 @@ def test_forward_creating_cpu_tensors_falls_back_to_fake_tensors():
     linear = Cost(2 * 4 * 4, 2 * 32 + 2 * 4)  # 2 rows x 4 x 4 MACs, plus bias    = 72 FLOPs
     assert c.hooks == linear and c.graph == Cost(32, 72 + 8)  # + the add of [2, 4]
     assert [(d.op, d.reason, d.flops) for d in c.differences] == [("add", Reason.FUNCTIONAL, 8)]
+
+
+# --- reconciliation can fail: a wrong hook rule is caught, never absorbed ------------
+
+
+# LeNet on 1x1x28x28: conv1 3x3 pad 1, 1 -> 6 channels at 28x28; conv2 5x5, 6 -> 16 at 10x10
+CONV1_MACS = 6 * 28 * 28 * 1 * 3 * 3  # = 42_336
+CONV2_MACS = 16 * 10 * 10 * 6 * 5 * 5  # = 240_000
+LENET_RELUS = 6 * 28 * 28 + 16 * 10 * 10 + 120 + 84  # the four F.relu outputs     = 6_508
+
+
+@pytest.mark.parametrize(
+    ("cls", "change", "expected"),
+    [
+        (nn.Conv2d, lambda c: Cost(3 * c.macs, c.flops),  # MACs x3: hooks 2x too many
+         {"conv1": Cost(-2 * CONV1_MACS, 0), "conv2": Cost(-2 * CONV2_MACS, 0)}),
+        (nn.Linear, lambda c: Cost(c.macs, c.flops + 12_345),  # +12,345 FLOPs per call
+         {"fc1": Cost(0, -12_345), "fc2": Cost(0, -12_345), "fc3": Cost(0, -12_345)}),
+    ],
+)  # fmt: skip
+def test_a_corrupted_hook_rule_is_not_reconciled(monkeypatch, cls, change, expected):
+    model = LeNet().eval()
+    assert flopgraph.compare(model, (1, 1, 28, 28)).reconciled  # the true rules agree
+    corrupt_hook_rule(monkeypatch, cls, change)
+    c = flopgraph.compare(model, (1, 1, 28, 28))
+    assert not c.reconciled
+    # the mismatch is named on each corrupted module, one paired call each
+    assert {d.module: d.cost for d in c.unexplained} == expected
+    assert all(d.reason is Reason.UNEXPLAINED for d in c.unexplained)
+    # the functional relus are still computed from their records, and nothing else
+    assert c.explained == Cost(0, LENET_RELUS)
+    assert c.difference == Cost(0, LENET_RELUS) + sum(expected.values(), Cost())
+    assert "NOT reconciled" in c.reconciliation
+    assert f"unexplained in {', '.join(expected)}" in c.reconciliation
+    assert_rows_add_up(c)  # shown honestly: the rows include the unexplained amounts
+    d = c.to_dict()
+    assert d["reconciled"] is False
+    assert d["totals"]["unexplained"] == {
+        "macs": sum(x.macs for x in expected.values()),
+        "flops": sum(x.flops for x in expected.values()),
+    }
+    assert "unexplained" in render_text(c) and "NOT reconciled" in compare_markdown(c)
+
+
+class BranchesOnTracing(nn.Module):
+    """Calls ``extra`` when run (hooks) and ``other`` when traced (the graph)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.extra = nn.Linear(8, 4)
+        self.other = nn.Linear(8, 2)
+
+    def forward(self, x):
+        x = self.fc(x)
+        if isinstance(x, torch.Tensor):  # a tensor when run, a proxy when traced
+            return self.extra(x)
+        return self.other(x)
+
+
+def test_a_leaf_call_on_one_side_only_is_its_own_cost():
+    c = flopgraph.compare(BranchesOnTracing(), (2, 8), frontend="fx")
+    fc = Cost(2 * 8 * 8, 2 * 128 + 2 * 8)  # 2 rows x 8 x 8 MACs, 2 per MAC + bias = 272
+    extra = Cost(2 * 8 * 4, 2 * 64 + 2 * 4)  # = 136 FLOPs
+    other = Cost(2 * 8 * 2, 2 * 32 + 2 * 2)  # = 68 FLOPs
+    assert c.graph == fc + other and c.hooks == fc + extra
+    assert [(d.module, d.reason, d.cost) for d in c.differences] == [
+        ("other", Reason.GRAPH_ONLY, other),
+        ("extra", Reason.HOOKS_ONLY, Cost(-extra.macs, -extra.flops)),
+    ]
+    assert c.difference == Cost(-32, -68) and c.reconciled
 
 
 # --- the user's model is never touched ----------------------------------------------

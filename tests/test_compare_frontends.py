@@ -3,7 +3,7 @@ conventions it refuses. Expected counts are derived by hand beside them."""
 
 import pytest
 import torch
-from helpers import AssertingResidual, Residual, ValueBranch
+from helpers import AssertingResidual, Residual, ValueBranch, corrupt_hook_rule
 from torch import nn
 
 import flopgraph
@@ -79,3 +79,16 @@ def test_gpt2_compares_on_aten():
     assert c.module("lm_head").hooks == c.module("lm_head").graph == Cost(head, 2 * head)
     # the projections are transformers' Conv1D (no module rule): outside leaves
     assert {d.reason for d in c.differences} == {Reason.OUTSIDE_LEAVES}
+
+
+def test_a_corrupted_hook_rule_is_not_reconciled_on_aten(monkeypatch):
+    assert flopgraph.compare(AssertingResidual(), (2, 8)).reconciled
+    corrupt_hook_rule(monkeypatch, nn.Linear, lambda c: Cost(c.macs, c.flops + 12_345))
+    c = flopgraph.compare(AssertingResidual(), (2, 8))
+    assert c.frontend.name == "aten" and not c.reconciled
+    # fc's aten records (FC) against its one hook call (FC + 12,345 FLOPs): named on fc
+    assert [(d.module, d.reason, d.cost) for d in c.unexplained] == [
+        ("fc", Reason.UNEXPLAINED, Cost(0, -12_345))
+    ]
+    assert c.explained == ADD + RELU  # the two ops outside leaves, from their records
+    assert "unexplained in fc" in c.reconciliation

@@ -15,7 +15,7 @@ from conftest import assert_untouched, flop_counter_total, snapshot
 import flopgraph
 import flopgraph.render.compare
 from flopgraph.examples import LeNet
-from flopgraph.peers import GapKind, PeerResult, PeerSpec, run_peer
+from flopgraph.peers import PEERS, GapKind, PeerResult, PeerSpec, Share, conventions, run_peer
 
 pytest.importorskip("thop")
 pytest.importorskip("ptflops")
@@ -200,3 +200,55 @@ def test_meta_model_peers_run_on_a_materialised_copy():
     assert peer(c, "FlopCounterMode").raw == 2 * c.graph.macs
     assert all(t.is_meta for t in model.parameters())
     assert_untouched(model, before)
+
+
+# --- a peer reconciles only when its restated rules predict its total -------------------
+
+# LeNet on 1x1x28x28: conv1 6x28x28 outputs x 3x3x1, conv2 16x10x10 x 5x5x6; three
+# linear layers 400 -> 120 -> 84 -> 10
+LENET_CONV = 6 * 28 * 28 * 9 + 16 * 10 * 10 * 150  # = 42_336 + 240_000 = 282_336
+LENET_LINEAR = 400 * 120 + 120 * 84 + 84 * 10  # = 58_920
+
+
+def lenet_peer(name: str) -> PeerResult:
+    model = LeNet().eval()
+    report = flopgraph.analyze(model, (1, 1, 28, 28))
+    spec = next(s for s in PEERS if s.name == name)
+    return run_peer(spec, model, (torch.randn(1, 1, 28, 28),), {}, report)
+
+
+def test_a_corrupted_peer_rule_leaves_the_gap_unexplained(monkeypatch):
+    true = lenet_peer("thop")
+    # thop: conv and linear multiply-adds, max pool 0, F.relu unseen
+    assert true.raw == LENET_CONV + LENET_LINEAR and true.reconciled and true.unexplained == 0
+    convs = conventions._THOP["count_convNd"]
+    monkeypatch.setitem(  # the restated conv rule now says 3x the multiply-adds
+        conventions._THOP, "count_convNd", lambda r, m: Share(3 * convs(r, m).raw)
+    )
+    p = lenet_peer("thop")
+    assert p.raw == true.raw and not p.reconciled
+    # restated 2 x 282,336 MACs too many, at 2 FLOPs per MAC; the walk shows it as a leftover
+    (gap,) = [g for g in p.gaps if g.kind is GapKind.UNEXPLAINED]
+    assert p.unexplained == gap.delta == 2 * (2 * LENET_CONV) == 1_129_344
+    assert "NOT reconciled" in "\n".join(flopgraph.render.compare._gap_lines(p))
+
+
+def test_a_corrupted_dispatch_peer_rule_is_caught(monkeypatch):
+    true = lenet_peer("FlopCounterMode")
+    assert true.raw == 2 * (LENET_CONV + LENET_LINEAR) and true.reconciled
+    rule = conventions.MODELS["FlopCounterMode"]
+
+    def corrupted(model):
+        share = rule(model)  # +12,345 FLOPs for every contraction
+
+        def plus(r):
+            s = share(r)
+            return Share(s.raw + 12_345, note=s.note) if r.op in conventions.CONTRACTIONS else s
+
+        return plus
+
+    monkeypatch.setitem(conventions.MODELS, "FlopCounterMode", corrupted)
+    p = lenet_peer("FlopCounterMode")
+    assert not p.reconciled
+    assert p.unexplained == 5 * 12_345  # 2 convs + 3 linears, FLOPs already (no unit gap)
+    assert p.to_dict()["reconciled"] is False and p.to_dict()["unexplained"] == 61_725

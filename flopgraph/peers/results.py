@@ -112,17 +112,24 @@ class PeerResult:
         return self.raw * (2 if self.unit == "MAC" else 1)
 
     @property
+    def unexplained(self) -> int:
+        """FLOPs known only as a leftover: the peer's total minus its restated rules."""
+        return sum(g.delta for g in self.gaps if g.kind is GapKind.UNEXPLAINED)
+
+    @property
     def reconciled(self) -> bool:
-        """True when raw total plus the labelled gaps is exactly flopgraph's FLOPs."""
-        return (
-            self.raw is not None and self.raw + sum(g.delta for g in self.gaps) == self.graph_flops
-        )
+        """True when the raw total plus the named gaps (each from its own cause) is
+        exactly flopgraph's FLOPs, with no unexplained gap."""
+        named = sum(g.delta for g in self.gaps if g.kind is not GapKind.UNEXPLAINED)
+        unexplained = any(g.kind is GapKind.UNEXPLAINED for g in self.gaps)
+        return self.raw is not None and not unexplained and self.raw + named == self.graph_flops
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "status": self.status, "mechanism": self.mechanism,
             "unit": self.unit, "raw": self.raw, "flops": self.flops,
             "graph_flops": self.graph_flops, "reconciled": self.reconciled,
+            "unexplained": self.unexplained,
             "gaps": [g.to_dict() for g in self.gaps], "reason": self.reason,
             "seconds": round(self.seconds, 3),
         }  # fmt: skip
@@ -132,7 +139,9 @@ ShareFn = Callable[[OpRecord], Share]
 
 
 def explain(records: Iterable[OpRecord], share: ShareFn, unit: Unit, raw: int) -> tuple[Gap, ...]:
-    """The labelled gaps from a peer's ``raw`` total to the FLOPs of ``records``."""
+    """The labelled gaps from a peer's ``raw`` total to the FLOPs of ``records``: one
+    per (kind, op) from the records and the peer's restated rules, and an UNEXPLAINED
+    leftover when the peer's total is not what those rules predict."""
     factor = 2 if unit == "MAC" else 1
     groups: dict[tuple[GapKind, str], list[Any]] = {}
     predicted = 0
@@ -151,7 +160,10 @@ def explain(records: Iterable[OpRecord], share: ShareFn, unit: Unit, raw: int) -
     if factor != 1:
         gaps.insert(0, Gap(GapKind.UNIT, "", 0, raw * factor, raw, f"1 {unit} = {factor} FLOPs"))
     if predicted != raw:
-        note = "not explained by flopgraph's model of this counter's rules"
+        note = (
+            f"its rules restated over flopgraph's records predict {predicted:,} {unit}s; "
+            f"it reported {raw:,}"
+        )
         gaps.append(Gap(GapKind.UNEXPLAINED, "", 0, predicted * factor, raw * factor, note))
     return tuple(gaps)
 

@@ -152,7 +152,7 @@ def _reason_table(c: Comparison) -> Table:
 def _peer_cells(p: PeerResult) -> list[str]:
     if p.raw is None or p.flops is None:
         return [p.name, f"{p.status}: {p.reason}", p.unit, "-", "-", "-"]
-    status = "ok" if p.reconciled else "ok (gaps do not add up)"
+    status = "ok" if p.reconciled else f"ok (NOT reconciled: {p.unexplained:+,} unexplained)"
     return [p.name, status, p.unit + "s", f"{p.raw:,}", f"{p.flops:,}",
             f"{p.graph_flops - p.flops:,}"]  # fmt: skip
 
@@ -166,7 +166,8 @@ def _gap_lines(p: PeerResult) -> Iterator[str]:
         what = f": {g.op} x{g.occurrences}" if g.op else ""
         note = f" ({g.note})" if g.note else ""
         yield f"{g.delta:+,} {g.kind.value}{what}{note}"
-    yield f"= {p.graph_flops:,} flopgraph FLOPs" + ("" if p.reconciled else " (NOT reconciled)")
+    verdict = "" if p.reconciled else f" (NOT reconciled: {p.unexplained:+,} FLOPs unexplained)"
+    yield f"= {p.graph_flops:,} flopgraph FLOPs{verdict}"
 
 
 def _peer_table(peers: tuple[PeerResult, ...]) -> Group:
