@@ -16,6 +16,7 @@ from .errors import (
     SkippedOpWarning,
     TraceError,
 )
+from .frontends.model_hooks import part_of_model
 from .handlers.context import OpContext
 from .inputs import TensorSpec
 from .params import ParamStats
@@ -47,5 +48,6 @@ __all__ = [
     "__version__",
     "analyze",
     "compare",
+    "part_of_model",
     "register",
 ]

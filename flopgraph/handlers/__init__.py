@@ -21,6 +21,7 @@ from . import (  # noqa: F401
     misc,
     norms,
     pooling,
+    quantized,
     recurrent,
     reductions,
     transformer,
