@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import assert_untouched, flop_counter_total, snapshot
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import flopgraph
 from flopgraph.frontends.model_hooks import is_model_hook, library_of
@@ -162,4 +163,7 @@ def test_transformers_models_that_collect_hidden_states_with_hooks(build, warm):
     assert_untouched(model, before)
     assert report.skipped == {} and report.macs > 0
     assert not report.frontend.real_run
-    assert torch_preset.flops == flop_counter_total(model, x)
+    # on a real CPU forward FlopCounterMode counts 0 for the fused attention kernel
+    # (docs/why-tools-disagree.md): compare with the math backend, which it counts
+    with sdpa_kernel(SDPBackend.MATH):
+        assert torch_preset.flops == flop_counter_total(model, x)

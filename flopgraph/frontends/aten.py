@@ -264,7 +264,8 @@ def trace_aten(
             except _DATA_DEPENDENT as e:
                 dynamic = isinstance(e, DynamicOutputShapeException)
                 what = "the output shape of an op" if dynamic else "control flow"
-                reason = f"{what} depends on tensor values{_where(e) or ' (the line was not found)'}"
+                line = _where(e) or " (the line was not found)"
+                reason = f"{what} depends on tensor values{line}"
                 hint = (
                     "Pass real input tensors (and a model on a real device) so the forward can "
                     "run for real and count the branch it takes."

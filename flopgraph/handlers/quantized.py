@@ -59,8 +59,13 @@ for _d in (1, 2, 3):
 DEFAULT.add(_packets("linear", "linear_relu", "linear_leaky_relu", "linear_tanh"),
             Rule("quantized_linear", linear))  # fmt: skip
 # dynamic quantization: a float input quantized inside the kernel, int8 MACs, float output
-DEFAULT.add(_packets("linear_dynamic", "linear_relu_dynamic", "linear_dynamic_fp16",
-                     "linear_relu_dynamic_fp16"), Rule("quantized_linear_dynamic", linear))  # fmt: skip
+_DYNAMIC = (
+    "linear_dynamic",
+    "linear_relu_dynamic",
+    "linear_dynamic_fp16",
+    "linear_relu_dynamic_fp16",
+)
+DEFAULT.add(_packets(*_DYNAMIC), Rule("quantized_linear_dynamic", linear))
 
 _CASTS = ("quantize_per_tensor", "quantize_per_tensor_dynamic", "quantize_per_channel",
           "dequantize")  # fmt: skip
