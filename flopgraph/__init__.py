@@ -17,6 +17,7 @@ from .errors import (
     SkippedOpWarning,
     TraceError,
 )
+from .frontends.model_hooks import part_of_model
 from .handlers.context import OpContext
 from .inputs import TensorSpec
 from .params import ParamStats
@@ -49,5 +50,6 @@ __all__ = [
     "__version__",
     "analyze",
     "compare",
+    "part_of_model",
     "register",
 ]

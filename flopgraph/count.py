@@ -145,12 +145,24 @@ def _is_tuple_class(target: object) -> bool:
 
 def _classify(rule: Rule | None, ctx: OpContext, described: str) -> tuple[Status, str, Cost]:
     if not any(m.is_floating for m in ctx.outputs):
-        return Status.FREE, NO_FLOAT_OUTPUT, Cost()
+        return _integer(rule, ctx, described)
     if rule is None:
         return Status.SKIPPED, NO_HANDLER, Cost()
     if rule.handler is None:
         return Status.FREE, rule.reason, Cost()
     return Status.COUNTED, "", _call(rule, ctx, described)
+
+
+def _integer(rule: Rule | None, ctx: OpContext, described: str) -> tuple[Status, str, Cost]:
+    """An op with no floating-point output counts only when it is a contraction (spec
+    principle 4: an int8 or quantized multiply-accumulate is a MAC): its rule gives
+    MACs (principle 2: only contractions do). Any other integer op is free."""
+    if rule is None or rule.handler is None or not ctx.outputs:
+        return Status.FREE, NO_FLOAT_OUTPUT, Cost()
+    cost = _call(rule, ctx, described)
+    if cost.macs:
+        return Status.COUNTED, "", cost
+    return Status.FREE, NO_FLOAT_OUTPUT, Cost()
 
 
 def _call(rule: Rule, ctx: OpContext, described: str) -> Cost:

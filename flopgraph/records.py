@@ -122,6 +122,18 @@ class OpRecord:
     def cost(self) -> Cost:
         return Cost(self.macs, self.flops)
 
+    @property
+    def precision(self) -> str:
+        """The dtype the op computes in: for a contraction its narrowest operand (a
+        quantized conv: quint8 activations with qint8 weights -> quint8; a dynamically
+        quantized linear: float32 input, qint8 weight -> qint8, the dtype its MACs run
+        in), for any other op its first output's dtype; ``""`` without tensors."""
+        if self.macs and self.inputs:
+            return min(self.inputs, key=lambda m: _ITEMSIZE.get(m.dtype, 8)).dtype
+        for m in self.outputs or self.inputs:
+            return m.dtype
+        return ""
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "node": self.node,

@@ -86,6 +86,17 @@ class Report:
             out[r.op] = out.get(r.op, Cost()) + r.cost
         return dict(sorted(out.items(), key=lambda kv: (-kv[1].flops, kv[0])))
 
+    def by_dtype(self) -> dict[str, Cost]:
+        """Precision -> total cost of the ops computing in it (``OpRecord.precision``:
+        a contraction's narrowest operand dtype, else the output dtype), largest first:
+        how much of the work is int8, bf16, float32."""
+        out: dict[str, Cost] = {}
+        for r in self.records:
+            if r.macs or r.flops:
+                key = r.precision
+                out[key] = out.get(key, Cost()) + r.cost
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1].macs, -kv[1].flops, kv[0])))
+
     @property
     def skipped(self) -> dict[str, SkippedOp]:
         """Op name -> how often it was skipped (counted as 0) and where."""

@@ -9,6 +9,7 @@ hold those twins, so the user's module objects are never called or changed.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
@@ -18,6 +19,7 @@ from typing import Any, Literal
 import torch
 import torch.fx
 from torch.nn.utils.rnn import PackedSequence
+from torch.utils._python_dispatch import _disable_current_modes
 
 from .errors import (
     BOUNDARIES,
@@ -28,6 +30,7 @@ from .errors import (
     safe_str,
 )
 from .frontends.fx import TracedGraph
+from .frontends.model_hooks import HOOK_DICTS, is_model_hook
 from .records import TensorMeta
 from .shortcuts import function_output, method_output, module_output
 
@@ -36,6 +39,9 @@ Mode = Literal["meta", "fake", "real"]
 """meta/fake: data-less twins; real: detached copies of the user's tensors, for a
 forward whose control flow needs values (the aten frontend's last resort)."""
 
+_HOOK_FLAGS = (
+    "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs"
+)  # fmt: skip
 _HOOK_DICTS = (
     "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
     "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks",
@@ -46,9 +52,12 @@ _HOOK_DICTS = (
 class _Twins:
     """Data-less stand-ins for real tensors and modules, made once per analysis."""
 
-    def __init__(self, mode: Mode, device: torch.device) -> None:
+    def __init__(self, mode: Mode, device: torch.device, library: str | None = None) -> None:
         self.mode = mode
         self.device = device
+        self.library = library
+        """The model's library, whose hooks shadows keep (see ``model_hooks``); None:
+        shadows keep no hooks (fx calls a shadow's ``forward``, never its hooks)."""
         """Where fake twins of data-less (meta) inputs live: the model's device."""
         self._tensors: dict[int, torch.Tensor] = {}
         self._modules: dict[int, torch.nn.Module] = {}
@@ -76,7 +85,8 @@ class _Twins:
         return twin
 
     def module(self, m: torch.nn.Module) -> torch.nn.Module:
-        """A shallow copy of ``m`` whose tensors are twins and whose hooks are empty."""
+        """A shallow copy of ``m`` whose tensors are twins and whose hooks are the
+        model's own (see ``model_hooks``), in dicts of the shadow's own."""
         shadow = self._modules.get(id(m))
         if shadow is None:
             # plain tensor attributes too: an in-place op on one must not reach the user's
@@ -91,10 +101,29 @@ class _Twins:
             for name in _HOOK_DICTS:
                 if name in d:
                     d[name] = OrderedDict()
+            if self.library is not None:
+                self._keep_model_hooks(m, d)
             shadow = object.__new__(type(m))
             object.__setattr__(shadow, "__dict__", d)
+            # module.to(dtype) inside forward: convert the shadow's twins in its own dicts
+            # (the default would swap the tensors in place, which fake twins refuse)
+            d["_apply"] = functools.partial(_shadow_apply, shadow)
             self._modules[id(m)] = shadow
         return shadow
+
+    def _keep_model_hooks(self, m: torch.nn.Module, d: dict[str, Any]) -> None:
+        """Copy the forward hooks of ``m`` that are part of the model into ``d``, with
+        their kwargs and always-called flags."""
+        kept: set[int] = set()
+        for name in HOOK_DICTS:
+            hooks = m.__dict__.get(name) or {}
+            d[name] = OrderedDict(
+                (k, h) for k, h in hooks.items() if is_model_hook(h, str(self.library))
+            )
+            kept.update(d[name])
+        for name in _HOOK_FLAGS:
+            flags = m.__dict__.get(name) or {}
+            d[name] = OrderedDict((k, v) for k, v in flags.items() if k in kept)
 
     def _maybe(self, t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else self.tensor(t)
@@ -119,12 +148,33 @@ class _Twins:
         return torch.device("meta") if self.mode == "meta" else nullcontext()
 
 
+def _shadow_apply(
+    shadow: torch.nn.Module, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True
+) -> torch.nn.Module:
+    """``Module._apply`` for a shadow: each twin replaced by ``fn(twin)`` in the
+    shadow's own dicts (the user's tensors and modules are never reached)."""
+    if recurse:
+        for child in shadow._modules.values():
+            if child is not None:
+                child._apply(fn)
+    for store in (shadow._parameters, shadow._buffers):
+        for k, t in store.items():
+            if t is not None:
+                store[k] = fn(t)
+    return shadow
+
+
 _SCALARS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device})
 
 
 def to_meta(value: Any) -> Any:
     """Replace tensors by TensorMeta in a nested value (lists and dicts kept; tuples,
-    namedtuples such as PackedSequence included at any depth, become plain tuples)."""
+    namedtuples such as PackedSequence included at any depth, become plain tuples).
+
+    A packed weight of a quantized op (the ScriptObject ``quantized::conv2d`` and
+    ``quantized::linear`` take) becomes the tuple ``(weight, bias)`` it packs, bias
+    None when absent: its shapes are all a rule reads, and the record then lists the
+    weight among the op's inputs, with its dtype (qint8)."""
     if type(value) in _SCALARS:  # the common case, once per argument of every op
         return value
     if isinstance(value, torch.Tensor):
@@ -137,7 +187,25 @@ def to_meta(value: Any) -> Any:
         return [to_meta(v) for v in value]
     if isinstance(value, dict):
         return {k: to_meta(v) for k, v in value.items()}
+    if isinstance(value, torch.ScriptObject):
+        return _packed(value)
     return value
+
+
+def _packed(obj: torch.ScriptObject) -> Any:
+    """``(weight, bias)`` of a quantized op's packed weight, else ``obj`` itself."""
+    unpack = getattr(obj, "unpack", None)
+    if unpack is None:
+        return obj
+    try:
+        # unpacking copies the weight: not an op of the model, so not one to record
+        with _disable_current_modes():
+            weight, bias = unpack()[:2]
+    except Exception:  # another custom class with an unpack of its own: left as it is
+        return obj
+    if not isinstance(weight, torch.Tensor):
+        return obj
+    return (TensorMeta.of(weight), TensorMeta.of(bias) if isinstance(bias, torch.Tensor) else None)
 
 
 def propagate(

@@ -1,8 +1,9 @@
 """The aten frontend: record the aten ops a forward runs, on fake tensors.
 
 A *shadow* of the model (a shallow copy whose parameters and buffers are
-data-less twins and whose hook dicts are empty, see ``shapes._Twins``) runs its
-ordinary forward inside ``FakeTensorMode``. Two recorders watch it:
+data-less twins and whose hook dicts hold only the model's own hooks, see
+``shapes._Twins`` and ``model_hooks``) runs its ordinary forward inside
+``FakeTensorMode``. Two recorders watch it:
 
 - a ``TorchDispatchMode`` sees every aten op after autograd's decompositions
   (``aten.addmm``, ``aten.convolution``, ...), with its arguments and outputs;
@@ -48,6 +49,8 @@ from ..shapes import _check_dtypes, _Twins, on_this_machine, to_meta
 from .fastfake import MISS, FastFake, fast_fake
 from .fx import _bind, _one_line, _where
 from .isolation import isolated
+from .model_hooks import library_of
+from .quantized import quantized_modules
 
 _DATA_DEPENDENT = (DataDependentOutputException, DynamicOutputShapeException)
 _QUERIES = frozenset(
@@ -298,25 +301,40 @@ def trace_aten(
     registry: Registry | None = None,
 ) -> AtenTrace:
     """Record ``model``'s forward on ``args``/``kwargs``: on fake tensors, or for real
-    when its control flow needs tensor values and every input is a real tensor. A
-    module whose type has a rule in ``registry`` is recorded as one call (fx counts it
-    as one call too)."""
+    on copies when fake tensors cannot run it and every input is a real tensor (its
+    control flow or an output shape needs tensor values, it has quantized modules, or
+    it failed on fake tensors: libraries take other paths for them, e.g. transformers
+    keeps a full attention mask when it cannot read the mask's values). A module whose
+    type has a rule in ``registry`` is recorded as one call (fx counts it as one call too)."""
     _check_inputs(model, args, kwargs)
+    hint = "Pass real input tensors so the forward can run for real, on copies."
     with isolated():
-        try:
-            return _record(model, args, kwargs, "fake", registry=registry)
-        except _DATA_DEPENDENT as e:
-            line = _where(e) or " (the line was not found)"
-            dynamic = isinstance(e, DynamicOutputShapeException)
-            what = "the output shape of an op" if dynamic else "control flow"
-            reason = f"{what} depends on tensor values{line}"
-            if not _can_run_for_real(model, args, kwargs):
-                raise TraceError(
-                    f"{type(model).__name__} cannot be counted from shapes alone: {reason}. "
+        quantized = quantized_modules(model)
+        cause: BaseException | None = None
+        if quantized:  # their kernels have no fake versions: straight to a real run
+            reason = f"quantized modules ({quantized}) have no kernels for fake tensors"
+        else:
+            try:
+                return _record(model, args, kwargs, "fake", registry=registry)
+            except _DATA_DEPENDENT as e:
+                dynamic = isinstance(e, DynamicOutputShapeException)
+                what = "the output shape of an op" if dynamic else "control flow"
+                line = _where(e) or " (the line was not found)"
+                reason = f"{what} depends on tensor values{line}"
+                hint = (
                     "Pass real input tensors (and a model on a real device) so the forward can "
                     "run for real and count the branch it takes."
-                ) from e
-            note = f"ran for real on copies of the inputs and weights: {reason}"
+                )
+                cause = e
+            except TraceError as e:
+                if not _can_run_for_real(model, args, kwargs):
+                    raise
+                reason = f"on fake tensors, {e}"
+        if not _can_run_for_real(model, args, kwargs):
+            raise TraceError(
+                f"{type(model).__name__} cannot be counted from shapes alone: {reason}. {hint}"
+            ) from cause
+        note = f"ran for real on copies of the inputs and weights: {reason}"
         return _record(model, args, kwargs, "real", note, registry)
 
 
@@ -338,7 +356,7 @@ def _record(
     registry: Registry | None = None,
 ) -> AtenTrace:
     device, moved = _device_of(model)
-    twins = _Twins("real" if mode == "real" else "fake", device)
+    twins = _Twins("real" if mode == "real" else "fake", device, library_of(model))
     shadow = twins.module(model)
     paths = {id(twins.module(m)): path for path, m in model.named_modules()}
     fast = None if twins.fake_mode is None else fast_fake(twins.fake_mode)

@@ -22,6 +22,8 @@ import torch.fx
 from ..errors import InputError, TraceError, safe_str
 from ..registry import Registry
 from .isolation import ANALYSIS_LOCK
+from .model_hooks import model_hooks
+from .quantized import quantized_modules
 
 # with the separator, so that torchvision's files do not pass for torch's
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
@@ -127,6 +129,25 @@ class _Tracer(torch.fx.Tracer):
         return super().create_arg(a)
 
 
+def _check_supported(model: torch.nn.Module) -> None:
+    """A TraceError (the aten frontend then counts it) for a model fx would miscount:
+    one whose forward depends on hooks of its own, which traced graphs never run, or
+    one with quantized modules, which meta tensors cannot run."""
+    hooks = model_hooks(model)
+    if hooks:
+        shown = ", ".join(hooks[:3]) + (f" and {len(hooks) - 3} more" if len(hooks) > 3 else "")
+        raise TraceError(
+            f"{type(model).__name__} has forward hooks of its own ({shown}): fx graphs do "
+            "not run module hooks"
+        )
+    quantized = quantized_modules(model)
+    if quantized:
+        raise TraceError(
+            f"{type(model).__name__} has quantized modules ({quantized}), whose kernels "
+            "cannot run on meta tensors"
+        )
+
+
 def trace_fx(
     model: torch.nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any], registry: Registry
 ) -> TracedGraph:
@@ -134,6 +155,7 @@ def trace_fx(
     other input (and each omitted argument's default) is specialised."""
     params = _forward_params(model)
     bound = _bind(model, params, args, kwargs)
+    _check_supported(model)
     if registry.lookup_module(type(model)) is not None:
         return _leaf_root(structural_copy(model), bound)
     concrete = {n: v for n, v in bound.items() if not isinstance(v, torch.Tensor)}

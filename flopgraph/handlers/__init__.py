@@ -22,6 +22,7 @@ from . import (  # noqa: F401
     misc,
     norms,
     pooling,
+    quantized,
     recurrent,
     reductions,
     sampling,
