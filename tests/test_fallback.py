@@ -311,7 +311,10 @@ def test_exported_module_counts_on_aten():
     exported = torch.export.export(_mlp().eval(), (torch.randn(2, 4),)).module()
     report = _analyze(exported, torch.randn(2, 4))
     assert report.frontend.name == "aten" and report.cost == MLP_COST and not report.skipped
-    assert "aten.linear.default" in report.frontend.note
+    # torch.export's module checks its inputs with hooks of its own (part of the model),
+    # and its graph calls aten ops: either sends it to aten, and the note says why
+    note = report.frontend.note
+    assert note.startswith("fx was not used") and ("hooks" in note or "aten.linear" in note)
 
 
 @pytest.mark.parametrize(
