@@ -1,11 +1,56 @@
+import importlib.util
 import os
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ABSENT = frozenset(n for n in ("torchvision", "timm") if importlib.util.find_spec(n) is None)
+"""Optional model libraries this environment lacks: the oldest torch tested has no
+torchvision build beside it, and timm needs torchvision (see .ci/run)."""
+
+
+def _skip_if_absent(e: ModuleNotFoundError) -> None:
+    """A test (or its fixture) that imports an absent optional library skips, saying
+    which; where the library is installed a real import error still fails."""
+    name = (e.name or "").partition(".")[0]
+    if name in ABSENT:
+        pytest.skip(f"needs {name}, which is not installed (torch {torch.__version__})")
+
+
+def listed(make: Callable[[], list[Any]]) -> list[Any]:
+    """Parameters listed at collection time (``zoo.torchvision_classification``); where
+    listing them needs an absent optional library, one skipped entry that says which."""
+    try:
+        return make()
+    except ModuleNotFoundError as e:
+        name = (e.name or "").partition(".")[0]
+        if name not in ABSENT:
+            raise
+        return [pytest.param(None, id=name, marks=pytest.mark.skip(reason=f"needs {name}"))]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    try:
+        return (yield)
+    except ModuleNotFoundError as e:
+        _skip_if_absent(e)
+        raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    try:
+        return (yield)
+    except ModuleNotFoundError as e:
+        _skip_if_absent(e)
+        raise
 
 
 @pytest.fixture(autouse=True)

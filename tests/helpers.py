@@ -12,6 +12,15 @@ from torch import nn
 import flopgraph
 
 
+def torchvision_model(name: str, **kwargs) -> nn.Module:
+    """A torchvision model without weights. torchvision is imported here, not by the
+    test module, so that a test run without it (the oldest torch in .ci/run) skips
+    only the tests that build one (tests/conftest.py)."""
+    import torchvision
+
+    return torchvision.models.get_model(name, weights=None, **kwargs)
+
+
 class Fn(nn.Module):
     """Wraps a function of up to three tensors as a model."""
 

@@ -233,9 +233,8 @@ class Branchy(nn.Module):
     [
         (["nosuch"], "unknown model 'nosuch': not a built-in example (see --list-examples)", 2),
         (["nosuch_pkg_for_flopgraph:f"], "cannot import 'nosuch_pkg_for_flopgraph'", 2),
-        (["torchvision.models:resnet999", "--input", "1x3x8x8"],
-         "model 'torchvision.models:resnet999': 'torchvision.models' has no attribute "
-         "'resnet999'", 2),
+        (["torch.nn:Linear999", "--input", "1x8"],
+         "model 'torch.nn:Linear999': 'torch.nn' has no attribute 'Linear999'", 2),
         (["{tmp}/missing.py:build"], "no such file", 2),
         (["{tmp}/broken.py:build"], "SyntaxError", 2),
         (["lenet", "--input", "1by28"],
@@ -245,7 +244,7 @@ class Branchy(nn.Module):
         (["lenet", "--kwargs", "{x"], "bad --kwargs '{x': not JSON", 2),
         (["lenet", "--kwargs", '{"depth": 3}'],
          "building model 'lenet' failed: TypeError: LeNet.__init__() got an unexpected", 2),
-        (["torchvision.models:resnet18"], "model 'torchvision.models:resnet18' needs --input", 2),
+        (["flopgraph.examples:LeNet"], "model 'flopgraph.examples:LeNet' needs --input", 2),
         (["lenet", "--input", "1x1x28x28", "--input", "1x1x28x28"],
          "inputs do not match LeNet.forward", 2),
         (["lenet", "--format", "xml"], "argument --format: invalid choice: 'xml'", 2),

@@ -8,9 +8,8 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 from conftest import assert_untouched, flop_counter_total, snapshot
-from helpers import corrupt_hook_rule
+from helpers import corrupt_hook_rule, torchvision_model
 from rich.console import Console
 from torch import nn
 
@@ -48,7 +47,7 @@ def render_text(c: flopgraph.Comparison) -> str:
 
 
 def test_resnet50_hooks_miss_exactly_the_residual_adds():
-    model = meta(torchvision.models.resnet50, weights=None)
+    model = meta(torchvision_model, "resnet50")
     c = flopgraph.compare(model, (1, 3, 224, 224))
     # one `out += identity` per bottleneck: its output's channels x spatial size
     per_stage = {1: 256 * 56 * 56, 2: 512 * 28 * 28, 3: 1024 * 14 * 14, 4: 2048 * 7 * 7}
@@ -75,7 +74,7 @@ def test_resnet50_hooks_miss_exactly_the_residual_adds():
 
 
 def test_resnet50_reused_relu_counted_on_both_sides():
-    c = flopgraph.compare(meta(torchvision.models.resnet50, weights=None), (1, 3, 224, 224))
+    c = flopgraph.compare(meta(torchvision_model, "resnet50"), (1, 3, 224, 224))
     relu = c.module("layer1.0.relu")  # one nn.ReLU called after bn1, bn2 and the add
     assert (relu.graph_calls, relu.hook_calls) == (3, 3)
     # 64x56x56 twice and 256x56x56 once, one FLOP per element
@@ -353,7 +352,7 @@ def test_bad_convention_is_an_input_error():
 
 
 def test_renderings_carry_rows_ops_and_the_reconciliation():
-    c = flopgraph.compare(meta(torchvision.models.resnet18, weights=None), (1, 3, 64, 64))
+    c = flopgraph.compare(meta(torchvision_model, "resnet18"), (1, 3, 64, 64))
     # resnet18 at 64x64: layer1 runs at 16x16 with 64 channels, one add per block
     add = 64 * 16 * 16  # = 16_384
     md = compare_markdown(c)

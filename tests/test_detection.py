@@ -11,11 +11,14 @@ nms compares boxes and returns integer indices: free.
 import pytest
 import torch
 from torch import nn
-from torchvision.ops import MultiScaleRoIAlign, PSRoIAlign, PSRoIPool, RoIAlign, RoIPool, nms
 
 import flopgraph
 from flopgraph import Cost, Status
 from flopgraph.handlers.torchvision_ops import samples_per_bin
+
+ops = pytest.importorskip("torchvision.ops")  # absent beside the oldest torch tested
+MultiScaleRoIAlign, PSRoIAlign, PSRoIPool = ops.MultiScaleRoIAlign, ops.PSRoIAlign, ops.PSRoIPool
+RoIAlign, RoIPool, nms = ops.RoIAlign, ops.RoIPool, ops.nms
 
 FRONTENDS = ("fx", "aten")
 

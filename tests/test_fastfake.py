@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import torch
-import torchvision
+from helpers import torchvision_model
 
 import flopgraph
 import flopgraph.frontends.aten as aten_frontend
@@ -35,8 +35,8 @@ def _gpt2() -> torch.nn.Module:
 CASES = {
     "llama": (_llama, TensorSpec((1, 16), torch.int64)),
     "gpt2": (_gpt2, TensorSpec((1, 16), torch.int64)),
-    "resnet18": (lambda: torchvision.models.resnet18().eval(), (1, 3, 64, 64)),
-    "swin_t": (lambda: torchvision.models.swin_t().eval(), (1, 3, 64, 64)),
+    "resnet18": (lambda: torchvision_model("resnet18").eval(), (1, 3, 64, 64)),
+    "swin_t": (lambda: torchvision_model("swin_t").eval(), (1, 3, 64, 64)),
 }
 
 

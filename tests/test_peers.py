@@ -9,8 +9,8 @@ import io
 
 import pytest
 import torch
-import torchvision
 from conftest import assert_untouched, flop_counter_total, snapshot
+from helpers import torchvision_model
 
 import flopgraph
 import flopgraph.render.compare
@@ -36,7 +36,7 @@ AVGPOOL_IN, FC_BIAS = S4, 1000  # global pool over 512x7x7, fc 512 -> 1000
 @pytest.fixture(scope="module")
 def resnet18():
     torch.manual_seed(0)
-    return torchvision.models.resnet18(weights=None).eval()
+    return torchvision_model("resnet18").eval()
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def test_thop_with_keyword_inputs_fails_politely():
 
 def test_meta_model_peers_run_on_a_materialised_copy():
     with torch.device("meta"):
-        model = torchvision.models.resnet18(weights=None).eval()
+        model = torchvision_model("resnet18").eval()
     before = snapshot(model)
     c = flopgraph.compare(model, (1, 3, 64, 64), peers=True)
     assert all(p.status == "ok" and p.reconciled for p in c.peers)

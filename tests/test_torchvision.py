@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-import torchvision
 from conftest import flop_counter_total
+from helpers import torchvision_model
 
 import flopgraph
 
@@ -17,9 +17,9 @@ def build(name: str) -> torch.nn.Module:
     """On the meta device where the constructor allows it (regnet's does not)."""
     try:
         with torch.device("meta"):
-            return torchvision.models.get_model(name, weights=None).eval()
+            return torchvision_model(name).eval()
     except NotImplementedError:
-        return torchvision.models.get_model(name, weights=None).eval()
+        return torchvision_model(name).eval()
 
 
 @pytest.mark.slow
@@ -54,7 +54,7 @@ def test_resnet50_residual_adds():
 
 
 def test_resnet18_cpu_and_meta_agree():
-    cpu = torchvision.models.resnet18(weights=None).eval()
+    cpu = torchvision_model("resnet18").eval()
     a = flopgraph.analyze(cpu, torch.randn(1, 3, 64, 64))
     b = flopgraph.analyze(build("resnet18"), (1, 3, 64, 64))
     assert (a.macs, a.flops, a.params) == (b.macs, b.flops, b.params)

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import assert_untouched, snapshot
+from conftest import assert_untouched, listed, snapshot
 from torch import nn
 
 import flopgraph
@@ -308,9 +308,13 @@ def test_untouched_after_compare_with_peers(training):
 
 
 def _zoo():
-    from flopgraph.zoo import zoo
+    """flopgraph.zoo.zoo(), listed in parts: torchvision's list needs torchvision."""
+    from flopgraph import zoo
 
-    return zoo()
+    return (
+        listed(zoo.torchvision_classification) + zoo.other_models() + zoo.detection_models()
+        + zoo.transformers_models()
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("entry", _zoo(), ids=lambda e: e.name)

@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import flop_counter_total
+from conftest import flop_counter_total, listed
 from helpers import meta_input
 
 import flopgraph
@@ -48,7 +48,7 @@ def check(entry: ZooModel) -> None:
     assert 2 * counted == flop_counter_total(model, *inputs, **kwargs)
 
 
-@pytest.mark.parametrize("entry", torchvision_classification(), ids=lambda e: e.name)
+@pytest.mark.parametrize("entry", listed(torchvision_classification), ids=lambda e: e.name)
 def test_torchvision_classification(entry):
     check(entry)
 
