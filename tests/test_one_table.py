@@ -15,10 +15,15 @@ from typing import Any
 
 import pytest
 import torch
-import torchvision  # noqa: F401  (its ops join the table)
 from one_table_exempt import exempt_targets
 from torch import nn
 
+try:  # its ops join the table where it is installed (not on the oldest torch)
+    import torchvision  # noqa: F401
+
+    HAS_TORCHVISION = True
+except ModuleNotFoundError:
+    HAS_TORCHVISION = False
 import flopgraph
 from flopgraph.handlers import DEFAULT, install_extensions
 from flopgraph.registry import default_name, tensor_method
@@ -183,7 +188,8 @@ def test_every_called_target_counts_the_same_on_both_frontends(walked):
 def test_every_target_is_called_or_exempt_with_a_reason(walked):
     _, uncalled = walked
     assert sorted(set(uncalled) - set(EXEMPT)) == []
-    assert sorted(set(EXEMPT) - set(uncalled)) == []  # a callable target leaves the list
+    listed = {k for k in EXEMPT if HAS_TORCHVISION or "torchvision" not in k}
+    assert sorted(listed - set(uncalled)) == []  # a callable target leaves the list
 
 
 FX_CANNOT_TRACE = {
