@@ -107,3 +107,9 @@ def internal_error(e: BaseException, where: str) -> InternalError:
 def _first_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[0] if lines else ""
+
+
+class IncompleteGraphError(TraceError):
+    """fx traced the model, but its forward computed on tensors fx does not see
+    (its own weights, constants): that arithmetic ran outside the graph, which
+    would undercount it. ``frontend="auto"`` counts such a model on aten."""

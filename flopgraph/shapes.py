@@ -70,11 +70,13 @@ class _Twins:
     def tensor(self, t: torch.Tensor) -> torch.Tensor:
         twin = self._tensors.get(id(t))
         if twin is None:
-            if self.fake_mode is not None and not _has_kernels(t):
+            if self.fake_mode is not None and (not _has_kernels(t) or t.is_inference()):
+                # a meta tensor has no data to copy; a twin of an inference tensor (made
+                # under torch.inference_mode) would be one too, and autograd's
+                # decompositions (aten.linear -> addmm) skip inference tensors
+                device = t.device if _has_kernels(t) else self.device
                 with self.fake_mode:
-                    twin = torch.empty_strided(
-                        t.shape, t.stride(), dtype=t.dtype, device=self.device
-                    )
+                    twin = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device)
             elif self.fake_mode is not None:
                 twin = self.fake_mode.from_tensor(t, static_shapes=True)
             elif self.mode == "real":

@@ -4,6 +4,15 @@ Registered module types stay leaves (one ``call_module`` node each); every other
 module is traced through, so functional calls, tensor methods and Python
 operators inside it become nodes of their own, attributed to the module they
 ran in through ``node.meta["nn_module_stack"]``.
+
+The forward is traced on a structural copy whose floating-point parameters,
+buffers and tensor attributes are data-less (meta) twins, so no arithmetic ever
+runs on the user's weights, and under a mode that sees every torch call made on
+tensors fx does not proxy: a call that computes floating-point values there (a
+sum over ``self.parameters()``, weights scaled before ``functional_call``, a
+constant computed from ``torch.arange``) is arithmetic the graph would miss, and
+the trace fails with :class:`IncompleteGraphError` (``auto`` then counts the
+model on aten, where every op is recorded).
 """
 
 from __future__ import annotations
@@ -12,25 +21,25 @@ import inspect
 import math
 import os
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.fx
 
-from ..errors import InputError, TraceError, safe_str
+from torch.overrides import TorchFunctionMode
+
+from ..errors import IncompleteGraphError, InputError, TraceError, safe_str
 from ..registry import Registry
-from .isolation import ANALYSIS_LOCK
+from .isolation import isolated, thread_confined_fx
 from .model_hooks import model_hooks
 from .quantized import quantized_modules
 
 # with the separator, so that torchvision's files do not pass for torch's
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _OWN_DIR = os.path.dirname(os.path.dirname(__file__)) + os.sep
-# torch.fx patches nn.Module.__call__ process-wide while it traces: nothing else may run
-# modules meanwhile (see .isolation)
-_TRACE_LOCK = ANALYSIS_LOCK
 _ATOMS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device})
 """Argument types fx stores in a node as they are."""
 _SPECIALIZATION_CHECKS = (torch._assert, torch.fx._symbolic_trace._assert_is_none)
@@ -43,7 +52,8 @@ class TracedGraph:
     graph: torch.fx.Graph
     root: torch.nn.Module
     """A structural copy of the user's model that was traced (same parameter and
-    buffer objects, its own attribute dicts; see :func:`structural_copy`)."""
+    buffer objects, its own attribute dicts; see :func:`structural_copy`). It held
+    data-less twins of them while fx traced it."""
     placeholders: Mapping[str, Any] = field(default_factory=dict)
     """Placeholder node name -> the user's input bound to it."""
     constants: Mapping[str, torch.Tensor] = field(default_factory=dict)
@@ -161,18 +171,28 @@ def trace_fx(
     concrete = {n: v for n, v in bound.items() if not isinstance(v, torch.Tensor)}
     tracer = _Tracer(registry)
     root = structural_copy(model)
-    try:
-        with _TRACE_LOCK:
-            graph = tracer.trace(root, concrete_args=concrete or None)
-    except Exception as e:  # any failure inside user code or torch.fx
+    name = type(model).__name__
+    watch = _OutsideGraph(tracer, registry, name)
+    failure: Exception | None = None
+    # isolated: one analysis at a time (torch.fx patches nn.Module.__call__ process-wide
+    # while it traces; thread_confined_fx keeps other threads' calls out of it)
+    with isolated(), thread_confined_fx(), _data_less(root):
+        try:
+            with watch:
+                graph = tracer.trace(root, concrete_args=concrete or None)
+        except Exception as e:  # any failure inside user code or torch.fx
+            failure = e
+    if watch.found:  # also when the forward caught the error and went on
+        raise IncompleteGraphError(watch.found) from failure
+    if failure is not None:
         raise TraceError(
-            f"torch.fx could not trace {type(model).__name__}: {_one_line(e)}{_where(e)}"
-        ) from e
+            f"torch.fx could not trace {name}: {_one_line(failure)}{_where(failure)}"
+        ) from failure
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     names = [p.name for p in params]
     if len(placeholders) != len(names):  # fx flattened a container of tensors
         raise TraceError(
-            f"torch.fx could not trace {type(model).__name__}: an input holds tensors in a "
+            f"torch.fx could not trace {name}: an input holds tensors in a "
             f"container (dict, list or tuple), which fx turned into {len(placeholders)} "
             f"placeholders for {len(names)} parameters"
         )
@@ -183,39 +203,139 @@ def trace_fx(
 
 
 def structural_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A recursive shallow copy of ``model``: the same parameters and settings, but its
-    own attribute dicts, so a forward that assigns to ``self`` during tracing (a cache
-    such as torchvision's ``AnchorGenerator.cell_anchors``) stores proxies on the copy,
-    never on the user's module, even when tracing fails.
-
-    Buffers and plain tensor attributes are copies: fx does not proxy them, so an
-    in-place op on one in ``forward`` (BatchNorm's ``num_batches_tracked.add_(1)`` in a
-    subclass fx traces through, a parametrization's power-iteration vector) runs for
-    real while tracing, and must not reach the user's tensors. Parameters are proxied
-    and stay shared."""
+    """A recursive shallow copy of ``model``: the same parameters, buffers and settings,
+    but its own attribute dicts, so a forward that assigns to ``self`` during tracing
+    (a cache such as torchvision's ``AnchorGenerator.cell_anchors``) stores proxies on
+    the copy, never on the user's module, even when tracing fails."""
     memo: dict[int, torch.nn.Module] = {}
-    tensors: dict[int, torch.Tensor] = {}
-
-    def own(v: Any) -> Any:
-        if not isinstance(v, torch.Tensor) or isinstance(v, torch.nn.Parameter):
-            return v
-        if id(v) not in tensors:
-            tensors[id(v)] = v.detach().clone()
-        return tensors[id(v)]
 
     def copy(m: torch.nn.Module) -> torch.nn.Module:
         if id(m) not in memo:
-            d = {k: own(v) for k, v in m.__dict__.items()}
+            d = dict(m.__dict__)
             clone = object.__new__(type(m))
             memo[id(m)] = clone
             d["_parameters"] = dict(m._parameters)
-            d["_buffers"] = {k: own(v) for k, v in m._buffers.items()}
+            d["_buffers"] = dict(m._buffers)
             d["_modules"] = {k: None if v is None else copy(v) for k, v in m._modules.items()}
             object.__setattr__(clone, "__dict__", d)
         return memo[id(m)]
 
+    return copy(model)
+
+
+_Swap = tuple[dict[str, Any], str, torch.Tensor, torch.Tensor]
+"""(attribute dict, key, the tensor the trace sees, the user's tensor)."""
+
+
+@contextmanager
+def _data_less(root: torch.nn.Module) -> Iterator[None]:
+    """While tracing, ``root`` (a structural copy) holds stand-ins for the user's tensors:
+    a data-less meta twin of each floating-point (or complex) parameter, buffer and
+    tensor attribute, a copy of every other buffer and tensor attribute (integer
+    indices and flags keep their values for control flow; an in-place
+    ``num_batches_tracked.add_(1)`` must not reach the user's). A forward that computes
+    on one outside the graph computes on meta, and :class:`_OutsideGraph` says so.
+    The user's tensors are put back after, so the traced root shares them."""
+    twins: dict[int, torch.Tensor] = {}
+    swaps: list[_Swap] = []
+
+    def stand_in(d: dict[str, Any], key: str, t: Any) -> None:
+        if not isinstance(t, torch.Tensor):
+            return
+        twin = twins.get(id(t))
+        if twin is None:
+            twin = twins[id(t)] = _stand_in(t)
+        if twin is not t:
+            d[key] = twin
+            swaps.append((d, key, twin, t))
+
     with torch.no_grad():
-        return copy(model)
+        for m in root.modules():
+            for d in (m.__dict__, m._parameters, m._buffers):
+                for key, value in list(d.items()):
+                    stand_in(d, key, value)
+    try:
+        yield
+    finally:
+        for d, key, twin, real in reversed(swaps):
+            if d.get(key) is twin:  # what the forward assigned stays (on the copy)
+                d[key] = real
+
+
+def _stand_in(t: torch.Tensor) -> torch.Tensor:
+    """A meta twin of a floating-point tensor; a copy of any other buffer or tensor
+    attribute; the parameter itself where no twin can be made (a sparse or
+    subclass tensor: then :class:`_OutsideGraph` still sees arithmetic on it)."""
+    parameter = isinstance(t, torch.nn.Parameter)
+    try:
+        if t.is_floating_point() or t.is_complex():
+            twin = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+            return torch.nn.Parameter(twin, t.requires_grad) if parameter else twin
+        return t if parameter else t.detach().clone()
+    except (RuntimeError, NotImplementedError, TypeError, ValueError):
+        return t
+
+
+class _OutsideGraph(TorchFunctionMode):
+    """Sees every torch call the forward makes while fx traces it. One with no proxy
+    among its arguments runs on real tensors (or the copy's meta twins), outside the
+    graph: if it computes floating-point values and its rule is not free (data
+    movement, casts, factories), the graph would miss that arithmetic. The first
+    such call is remembered and raised, before the forward can go on."""
+
+    def __init__(self, tracer: torch.fx.Tracer, registry: Registry, model: str) -> None:
+        super().__init__()
+        self.tracer = tracer
+        self.model = model
+        self.registry = registry
+        self.found = ""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        if self.found or any(issubclass(t, torch.fx.Proxy) for t in types):
+            return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        if _computes(out) and not self._free(func):
+            path = self.tracer.scope.module_path or "<root>"
+            self.found = (
+                f"fx could not see {_label(func)} on real tensors in module {path!r} of "
+                f"{self.model} "
+                "(arithmetic outside the graph: the forward computed on tensors fx does "
+                "not trace, such as its own parameters, buffers or constants)"
+            )
+            raise IncompleteGraphError(self.found)
+        return out
+
+    def _free(self, func: Any) -> bool:
+        name = getattr(func, "__name__", "")
+        if name == "__get__":  # an attribute read: .data, .T, .grad, .real
+            return True
+        method = getattr(func, "__objclass__", None) is not None
+        try:
+            rule = self.registry.get(("method", name) if method else ("function", func))
+        except TypeError:  # an unhashable target
+            return False
+        return rule is not None and rule.is_free
+
+
+def _computes(out: Any) -> bool:
+    """Whether a call's result holds a floating-point or complex tensor."""
+    if isinstance(out, torch.Tensor):
+        return out.is_floating_point() or out.is_complex()
+    if isinstance(out, (tuple, list)):
+        return any(_computes(v) for v in out)
+    return False
+
+
+def _label(func: Any) -> str:
+    """``torch.add``, ``Tensor.sum``, ``torch.nn.functional.linear``."""
+    name = getattr(func, "__name__", None) or repr(func)
+    if getattr(func, "__objclass__", None) is not None:
+        return f"Tensor.{name}"
+    module = getattr(func, "__module__", None) or "torch"
+    if module.startswith("torch._C"):
+        module = "torch.nn.functional" if module == "torch._C._nn" else "torch"
+    return f"{module}.{name}"
 
 
 def _leaf_root(model: torch.nn.Module, bound: dict[str, Any]) -> TracedGraph:

@@ -12,13 +12,24 @@ hooks, and the user may have global module hooks of their own. So:
   made by this thread while it lasts (they would otherwise run on the shadow, and
   could change the counts or state the shadow shares with the user's model), and
   keeps torch's fake-tensor logger from printing a kernel's traceback for an
-  error flopgraph reports in one line.
+  error flopgraph reports in one line. It also leaves inference mode for this
+  thread: under ``torch.inference_mode()`` autograd's dispatch keys are off, so
+  ``linear`` or ``layer_norm`` reach the recorder as other aten ops than they do
+  elsewhere, and fake views of inference tensors cannot be made at all. Counts
+  must not depend on the caller's grad mode, and nothing an analysis makes
+  (twins, shadows) is handed back to the caller;
+- :func:`thread_confined_fx` makes the functions torch.fx patches in while it
+  traces (``nn.Module.__call__`` and ``__getattr__``, autowrapped ``math``
+  functions) act only in the tracing thread: other threads calling their own
+  modules meanwhile get the original functions (torch.fx alone would route
+  their calls into the tracer, which raises ``NameError``).
 
-Other threads keep their global hooks and logs: both are filtered by thread.
+Other threads keep their global hooks, logs and grad mode: all are per thread.
 """
 
 from __future__ import annotations
 
+import builtins
 import functools
 import logging
 import threading
@@ -26,6 +37,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import torch
+from torch.fx import _symbolic_trace as _fx_trace
 from torch.nn.modules import module as _module
 
 ANALYSIS_LOCK = threading.RLock()
@@ -87,7 +100,8 @@ def isolated() -> Iterator[None]:
         logger.addFilter(quiet)
         _state.depth = 1
         try:
-            yield
+            with torch.inference_mode(False):
+                yield
         finally:
             _state.depth = 0
             logger.removeFilter(quiet)
@@ -116,3 +130,67 @@ def _restore_global_hooks(saved: dict[str, dict[int, Callable[..., Any]]]) -> No
             # a hook the user removed meanwhile stays removed
             if current is not None and getattr(current, "__flopgraph_guarded__", None) is hook:
                 hooks[key] = hook
+
+
+class _ThreadConfinedPatcher(_fx_trace._Patcher):
+    """torch.fx's patcher, except that each function it patches in runs only in the
+    thread that made the patcher; in any other thread the patched name behaves as
+    the function it replaced."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def patch(
+        self,
+        frame_dict: dict[str, Any],
+        name: str,
+        new_fn: Callable[..., Any],
+        deduplicate: bool = True,
+    ) -> None:
+        orig = frame_dict[name] if name in frame_dict else getattr(builtins, name, None)
+        super().patch(frame_dict, name, self._confined(new_fn, orig), deduplicate)
+
+    def patch_method(
+        self, cls: type, name: str, new_fn: Callable[..., Any], deduplicate: bool = True
+    ) -> None:
+        super().patch_method(cls, name, self._confined(new_fn, getattr(cls, name)), deduplicate)
+
+    def _confined(self, new_fn: Callable[..., Any], orig: Any) -> Callable[..., Any]:
+        if orig is None:  # nothing to fall back on (torch.fx would fail there anyway)
+            return new_fn
+        thread = self.thread
+
+        @functools.wraps(new_fn)
+        def confined(*args: Any, **kwargs: Any) -> Any:
+            if threading.get_ident() == thread:
+                return new_fn(*args, **kwargs)
+            return orig(*args, **kwargs)
+
+        return confined
+
+
+@contextmanager
+def _confined_new_patcher() -> Iterator[_fx_trace._Patcher]:
+    # torch.fx's own _new_patcher, with the thread-confined patcher
+    prior = _fx_trace.CURRENT_PATCHER
+    patcher = _ThreadConfinedPatcher()
+    _fx_trace.CURRENT_PATCHER = patcher
+    try:
+        yield patcher
+    finally:
+        patcher.revert_all_patches()
+        _fx_trace.CURRENT_PATCHER = prior
+
+
+@contextmanager
+def thread_confined_fx() -> Iterator[None]:
+    """Make every torch.fx trace started meanwhile patch functions for its own thread
+    only (a trace another thread starts gets a patcher confined to that thread).
+    Needs :data:`ANALYSIS_LOCK`, which serialises the swap."""
+    original = _fx_trace._new_patcher
+    _fx_trace._new_patcher = _confined_new_patcher
+    try:
+        yield
+    finally:
+        _fx_trace._new_patcher = original
