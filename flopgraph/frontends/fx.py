@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 import torch.fx
-
 from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
 
 from ..errors import IncompleteGraphError, InputError, TraceError, safe_str
 from ..registry import Registry
@@ -169,9 +169,17 @@ def trace_fx(
     if registry.lookup_module(type(model)) is not None:
         return _leaf_root(structural_copy(model), bound)
     concrete = {n: v for n, v in bound.items() if not isinstance(v, torch.Tensor)}
+    name = type(model).__name__
+    for arg, value in concrete.items():
+        # fx would specialise it, running the forward on the user's tensors inside it,
+        # and flatten its tensors into placeholders of their own
+        if any(isinstance(leaf, torch.Tensor) for leaf in tree_leaves(value)):
+            raise TraceError(
+                f"torch.fx could not trace {name}: an input holds tensors in a container "
+                f"({arg!r} is a {type(value).__name__}); fx traces tensor arguments only"
+            )
     tracer = _Tracer(registry)
     root = structural_copy(model)
-    name = type(model).__name__
     watch = _OutsideGraph(tracer, registry, name)
     failure: Exception | None = None
     # isolated: one analysis at a time (torch.fx patches nn.Module.__call__ process-wide
