@@ -273,9 +273,7 @@ def test_inference_mode_is_the_callers_again_inside_and_after():
 
 def test_tiny_gpt2_counts_the_same_under_inference_mode():
     transformers = pytest.importorskip("transformers")
-    config = transformers.GPT2Config(
-        n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=32
-    )
+    config = transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=32)
     model = transformers.GPT2Model(config).eval()
     ids = torch.zeros(1, 8, dtype=torch.long)
     plain = flopgraph.analyze(model, ids)

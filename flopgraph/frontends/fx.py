@@ -31,7 +31,7 @@ import torch.fx
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
-from ..errors import IncompleteGraphError, InputError, TraceError, safe_str
+from ..errors import BOUNDARIES, IncompleteGraphError, InputError, TraceError, safe_str
 from ..registry import Registry
 from .isolation import isolated, thread_confined_fx
 from .model_hooks import model_hooks
@@ -169,18 +169,18 @@ def trace_fx(
     if registry.lookup_module(type(model)) is not None:
         return _leaf_root(structural_copy(model), bound)
     concrete = {n: v for n, v in bound.items() if not isinstance(v, torch.Tensor)}
-    name = type(model).__name__
+    model_name = type(model).__name__
     for arg, value in concrete.items():
         # fx would specialise it, running the forward on the user's tensors inside it,
         # and flatten its tensors into placeholders of their own
         if any(isinstance(leaf, torch.Tensor) for leaf in tree_leaves(value)):
             raise TraceError(
-                f"torch.fx could not trace {name}: an input holds tensors in a container "
+                f"torch.fx could not trace {model_name}: an input holds tensors in a container "
                 f"({arg!r} is a {type(value).__name__}); fx traces tensor arguments only"
             )
     tracer = _Tracer(registry)
     root = structural_copy(model)
-    watch = _OutsideGraph(tracer, registry, name)
+    watch = _OutsideGraph(tracer, registry, model_name)
     failure: Exception | None = None
     # isolated: one analysis at a time (torch.fx patches nn.Module.__call__ process-wide
     # while it traces; thread_confined_fx keeps other threads' calls out of it)
@@ -194,13 +194,13 @@ def trace_fx(
         raise IncompleteGraphError(watch.found) from failure
     if failure is not None:
         raise TraceError(
-            f"torch.fx could not trace {name}: {_one_line(failure)}{_where(failure)}"
+            f"torch.fx could not trace {model_name}: {_one_line(failure)}{_where(failure)}"
         ) from failure
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     names = [p.name for p in params]
     if len(placeholders) != len(names):  # fx flattened a container of tensors
         raise TraceError(
-            f"torch.fx could not trace {name}: an input holds tensors in a "
+            f"torch.fx could not trace {model_name}: an input holds tensors in a "
             f"container (dict, list or tuple), which fx turned into {len(placeholders)} "
             f"placeholders for {len(names)} parameters"
         )
@@ -324,6 +324,10 @@ class _OutsideGraph(TorchFunctionMode):
         except TypeError:  # an unhashable target
             return False
         return rule is not None and rule.is_free
+
+
+# it runs the forward's torch calls: an error raised through it is the model's or torch's
+BOUNDARIES.add(_OutsideGraph.__torch_function__.__code__)
 
 
 def _computes(out: Any) -> bool:

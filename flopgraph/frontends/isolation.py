@@ -41,6 +41,8 @@ import torch
 from torch.fx import _symbolic_trace as _fx_trace
 from torch.nn.modules import module as _module
 
+from ..errors import BOUNDARIES
+
 ANALYSIS_LOCK = threading.RLock()
 """Held while any flopgraph code runs modules (re-entrant: ``compare`` nests analyses)."""
 
@@ -159,15 +161,22 @@ class _ThreadConfinedPatcher(_fx_trace._Patcher):
     def _confined(self, new_fn: Callable[..., Any], orig: Any) -> Callable[..., Any]:
         if orig is None:  # nothing to fall back on (torch.fx would fail there anyway)
             return new_fn
-        thread = self.thread
+        return _confine(new_fn, orig, self.thread)
 
-        @functools.wraps(new_fn)
-        def confined(*args: Any, **kwargs: Any) -> Any:
-            if threading.get_ident() == thread:
-                return new_fn(*args, **kwargs)
-            return orig(*args, **kwargs)
 
-        return confined
+def _confine(new_fn: Callable[..., Any], orig: Callable[..., Any], thread: int) -> Any:
+    @functools.wraps(new_fn)
+    def confined(*args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() == thread:
+            return new_fn(*args, **kwargs)
+        return orig(*args, **kwargs)
+
+    return confined
+
+
+# every call of a module while fx traces goes through it: an error raised through it is
+# the model's or torch's, not flopgraph's (errors.is_internal)
+BOUNDARIES.add(_confine(print, print, 0).__code__)
 
 
 @contextmanager
