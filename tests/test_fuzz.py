@@ -34,7 +34,7 @@ from torch import nn
 
 import flopgraph
 from flopgraph.count_aten import composite_rule
-from flopgraph.frontends.aten import TorchCall, trace_aten
+from flopgraph.frontends.aten import ModuleCall, TorchCall, trace_aten
 from flopgraph.frontends.fx import trace_fx
 from flopgraph.handlers import DEFAULT
 from flopgraph.records import Status
@@ -166,9 +166,12 @@ def models(draw: Any) -> tuple[nn.Module, tuple[int, ...]]:
 
 def _aten_records_expected(model: nn.Module, shape: tuple[int, ...]) -> int:
     """Records the aten frontend must produce: one per recorded aten op, except that a
-    torch call the convention counts whole is one record for all the ops it ran."""
-    trace = trace_aten(model, (torch.empty(shape, device="meta"),), {})
+    module call with a module rule, and a torch call the convention counts whole, are
+    one record each for all the ops they ran."""
+    trace = trace_aten(model, (torch.empty(shape, device="meta"),), {}, DEFAULT)
+    modules = [i for i in trace.items if isinstance(i, ModuleCall)]
     whole = [i for i in trace.items if isinstance(i, TorchCall) and composite_rule(i, DEFAULT)]
+    whole += modules
     return len(list(trace.ops())) - sum(len(i.ops) for i in whole) + len(whole)
 
 
