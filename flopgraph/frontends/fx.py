@@ -246,22 +246,17 @@ def _data_less(root: torch.nn.Module) -> Iterator[None]:
     The user's tensors are put back after, so the traced root shares them."""
     twins: dict[int, torch.Tensor] = {}
     swaps: list[_Swap] = []
-
-    def stand_in(d: dict[str, Any], key: str, t: Any) -> None:
-        if not isinstance(t, torch.Tensor):
-            return
-        twin = twins.get(id(t))
-        if twin is None:
-            twin = twins[id(t)] = _stand_in(t)
-        if twin is not t:
-            d[key] = twin
-            swaps.append((d, key, twin, t))
-
+    tensor = torch.Tensor
     with torch.no_grad():
         for m in root.modules():
             for d in (m.__dict__, m._parameters, m._buffers):
-                for key, value in list(d.items()):
-                    stand_in(d, key, value)
+                for key, t in [(k, v) for k, v in d.items() if isinstance(v, tensor)]:
+                    twin = twins.get(id(t))
+                    if twin is None:
+                        twin = twins[id(t)] = _stand_in(t)
+                    if twin is not t:
+                        d[key] = twin
+                        swaps.append((d, key, twin, t))
     try:
         yield
     finally:
