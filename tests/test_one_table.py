@@ -54,6 +54,14 @@ def _arg_lists(shape: tuple[int, ...]) -> list[tuple[Any, ...]]:
     return lists
 
 
+_OWN_ARGS: dict[Any, Any] = {
+    # aten.view(a, 1) reads 1 as a dtype code and kills the process (SIGFPE) on some
+    # runs: give it a valid size instead of guessed scalars
+    torch.ops.aten.view: lambda a: (a, [-1]),
+}
+"""Targets that must not be probed with guessed arguments: the argument list to use."""
+
+
 class Call(nn.Module):
     """A model that calls ``target`` with tensor args given as inputs, the rest fixed."""
 
@@ -101,7 +109,10 @@ def _call_model(kind: str, target: Any) -> tuple[nn.Module, tuple[torch.Tensor, 
         kind, target = "method", name
     method = kind == "method"
     for shape in _SHAPES:
-        for args in _arg_lists(shape):
+        lists = _arg_lists(shape)
+        if target in _OWN_ARGS:
+            lists = [_OWN_ARGS[target](lists[0][0])]
+        for args in lists:
             if method:
                 if not hasattr(torch.Tensor, target):
                     return None
