@@ -13,6 +13,11 @@ ARGS = (
     "integer or boolean tensors, a dtype, several shapes, or a mode string"
 )
 
+QUANTIZED = (
+    "needs quantized tensors, scales and zero points, or packed weights: counted on a "
+    "real run (tests/test_quantized.py), as fake tensors have no quantized kernels"
+)
+
 _TARGETS = [
     ('aten:aten::_adaptive_avg_pool2d', ARGS),
     ('aten:aten::_adaptive_avg_pool3d', ARGS),
@@ -186,7 +191,6 @@ _TARGETS = [
     ('aten:aten::upsample_nearest2d', ARGS),
     ('aten:aten::upsample_nearest3d', ARGS),
     ('aten:aten::upsample_trilinear3d', ARGS),
-    ('aten:aten::view', ARGS),
     ('aten:aten::view_as_complex', ARGS),
     ('aten:aten::view_as_real', ARGS),
     ('aten:aten::vstack', ARGS),
@@ -803,6 +807,31 @@ _TARGETS = [
     ('module:torch.nn.modules.transformer.TransformerDecoder', 'needs a layer to construct'),
     ('module:torch.nn.modules.transformer.TransformerDecoderLayer', 'takes a target and a memory'),
     ('module:torch.nn.modules.transformer.TransformerEncoder', 'needs a layer to construct'),
+    ('aten:aten::quantize_per_channel', QUANTIZED),
+    ('aten:aten::quantize_per_tensor', QUANTIZED),
+    ('aten:aten::quantize_per_tensor_dynamic', QUANTIZED),
+    ('aten:quantized::conv1d', QUANTIZED),
+    ('aten:quantized::conv1d_relu', QUANTIZED),
+    ('aten:quantized::conv2d', QUANTIZED),
+    ('aten:quantized::conv2d_add', QUANTIZED),
+    ('aten:quantized::conv2d_add_relu', QUANTIZED),
+    ('aten:quantized::conv2d_relu', QUANTIZED),
+    ('aten:quantized::conv3d', QUANTIZED),
+    ('aten:quantized::conv3d_relu', QUANTIZED),
+    ('aten:quantized::conv_transpose1d', QUANTIZED),
+    ('aten:quantized::conv_transpose2d', QUANTIZED),
+    ('aten:quantized::conv_transpose3d', QUANTIZED),
+    ('aten:quantized::linear', QUANTIZED),
+    ('aten:quantized::linear_dynamic', QUANTIZED),
+    ('aten:quantized::linear_dynamic_fp16', QUANTIZED),
+    ('aten:quantized::linear_leaky_relu', QUANTIZED),
+    ('aten:quantized::linear_relu', QUANTIZED),
+    ('aten:quantized::linear_relu_dynamic', QUANTIZED),
+    ('aten:quantized::linear_relu_dynamic_fp16', QUANTIZED),
+    ('aten:quantized::linear_tanh', QUANTIZED),
+    ('function:torch._VariableFunctionsClass.quantize_per_channel', QUANTIZED),
+    ('function:torch._VariableFunctionsClass.quantize_per_tensor', QUANTIZED),
+    ('function:torch._VariableFunctionsClass.quantize_per_tensor_dynamic', QUANTIZED),
 ]
 
 

@@ -241,7 +241,10 @@ def failures(
     inputs, bad = family.inputs, family.bad
     wrapped = PartWay(model, family.first)
     # one table: aten counts module, function and method calls by the rules fx uses
-    kinds = {"fx": ("module", "function", "method"), "aten": ("module", "function", "method", "aten")}
+    kinds = {
+        "fx": ("module", "function", "method"),
+        "aten": ("module", "function", "method", "aten"),
+    }
     error = {"fx": flopgraph.PropagationError, "aten": flopgraph.TraceError}
     out: list[tuple[str, Callable[[], Any], Any]] = []
     for frontend in ("fx", "aten") if family.fx else ("aten",):
