@@ -26,6 +26,8 @@ def _cost(fn, *inputs):
 
 # grid_sample: interpolate's taps at each output point and channel; out [N, C, Ho, Wo]
 GRID = torch.zeros(2, 4, 5, 2)  # N=2, Ho=4, Wo=5: out [2, 3, 4, 5] = 120 elements
+
+
 @pytest.mark.parametrize("mode, taps", [("bilinear", 4), ("bicubic", 16), ("nearest", 0)])
 def test_grid_sample_counts_taps_per_output_element(mode, taps):
     cost = _cost(lambda x, g: F.grid_sample(x, g, mode=mode, align_corners=False),
@@ -131,3 +133,43 @@ def test_multi_head_attention_forward_called_directly():
 def test_fft_shift_and_frequencies_are_free():
     x = torch.rand(2, 8)
     assert _cost(lambda x: torch.fft.fftshift(x) + 0, x) == Cost(0, 16)  # only the add
+
+
+# --- torch._grouped_mm: the expert products of a mixture-of-experts layer ------------------
+
+
+class _Grouped(torch.nn.Module):
+    def __init__(self, weight_shape):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(weight_shape, dtype=torch.bfloat16))
+
+    def forward(self, x, offs=None):
+        return torch._grouped_mm(x, self.w, offs=offs)
+
+
+@pytest.mark.parametrize("frontend", ["auto", "aten"])
+def test_grouped_mm_counts_every_routed_row_once(frontend):
+    # 6 routed rows of width K = 8 meet 3 experts' [8, 8] matrices, split by the offsets:
+    # each row is one [1, 8] x [8, 8] product whichever expert took it: 6 * 8 * 8 = 384
+    # (the kernel wants rows of 16 bytes: K = 8 in bfloat16)
+    x = flopgraph.TensorSpec((6, 8), torch.bfloat16)
+    offs = flopgraph.TensorSpec((3,), torch.int32)
+    offs2 = flopgraph.TensorSpec((2,), torch.int32)
+    report = flopgraph.analyze(_Grouped((3, 8, 8)), (x, offs), frontend=frontend)
+    assert report.cost == Cost(6 * 8 * 8, 2 * 6 * 8 * 8) and not report.skipped
+    # a batch of 3 products [2, 8] x [8, 8]: 3 * 2 * 8 * 8 = 384 as well
+    batched = flopgraph.TensorSpec((3, 2, 8), torch.bfloat16)
+    report = flopgraph.analyze(_Grouped((3, 8, 8)), (batched,), frontend=frontend)
+    assert report.cost == Cost(3 * 2 * 8 * 8, 2 * 3 * 2 * 8 * 8)
+    # two 2-D operands with offsets over K: 2 groups of K = 8 each give a [4, 8] output,
+    # [2, 4, 8] in all; together they contract the whole K = 16 once: 4 * 8 * 16 = 512
+    split = flopgraph.TensorSpec((4, 16), torch.bfloat16)
+    report = flopgraph.analyze(_Grouped((16, 8)), (split, offs2), frontend=frontend)
+    assert report.cost == Cost(4 * 8 * 16, 2 * 4 * 8 * 16)
+
+
+@pytest.mark.parametrize("frontend", ["fx", "aten"])
+def test_histc_adds_one_per_input_element(frontend):
+    # 2 x 5 values into 4 bins: each value adds 1 to its bin's count: 10 adds
+    model = Fn(lambda x: torch.histc(x, bins=4, min=0, max=1))
+    assert flopgraph.analyze(model, (2, 5), frontend=frontend).cost == Cost(0, 2 * 5)

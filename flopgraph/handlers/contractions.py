@@ -137,3 +137,21 @@ def bilinear_module(ctx: OpContext) -> Cost:
     assert isinstance(m, nn.Bilinear)
     x1, x2 = ctx.arg(0, "input1"), ctx.arg(1, "input2")
     return f.bilinear(x1.shape, x2.shape, tuple(m.weight.shape), m.bias is not None)
+
+
+@DEFAULT.handler(torch._grouped_mm, torch.ops.aten._grouped_mm, name="grouped_mm")
+def grouped_mm(ctx: OpContext) -> Cost:
+    """The expert products of a mixture-of-experts layer (``torch._grouped_mm``).
+
+    Each row of a 2-D ``self`` [M, K] meets the matrix of the group its offsets put it
+    in (``mat2`` [G, K, N]), so the work is M * K * N whichever group a row is in: the
+    count does not depend on the routing (spec section H). 3-D operands are a batch of
+    G products; two 2-D operands split K into groups, each giving one [M, N] output."""
+    a, b = ctx.arg(0, "self"), ctx.arg(1, "mat2")
+    out = ctx.y
+    k = a.shape[-1]
+    macs = out.numel * k
+    if len(a.shape) == 2 and len(b.shape) == 2:  # K split in G groups: out [G, M, N]
+        macs = out.numel // out.shape[0] * k
+    bias = ctx.arg(3, "bias") is not None
+    return Cost(macs, 2 * macs + (out.numel if bias else 0))

@@ -29,8 +29,15 @@ def stochastic_depth(ctx: OpContext) -> Cost:
 
 
 def window_attention(
-    x: tuple[int, ...], window: tuple[int, int], num_heads: int, shift: tuple[int, int], *,
-    qkv_bias: bool, proj_bias: bool, logit_scale: int, dropouts: tuple[bool, bool],
+    x: tuple[int, ...],
+    window: tuple[int, int],
+    num_heads: int,
+    shift: tuple[int, int],
+    *,
+    qkv_bias: bool,
+    proj_bias: bool,
+    logit_scale: int,
+    dropouts: tuple[bool, bool],
 ) -> Cost:
     """torchvision's swin ``shifted_window_attention`` on x[B, H, W, C] as its parts.
 
