@@ -162,7 +162,7 @@ def _shadow_apply(
     for store in (shadow._parameters, shadow._buffers):
         for k, t in store.items():
             if t is not None:
-                store[k] = fn(t)
+                store[k] = fn(t)  # type: ignore[assignment]
     return shadow
 
 
@@ -277,7 +277,7 @@ def _run(
         if quick is not None:
             return quick
         with twins.factories():
-            return _invoke(node.target, args, kwargs)
+            return _invoke(node.target, args, kwargs)  # type: ignore[arg-type]
     if op == "call_method":
         quick = method_output(str(node.target), args, kwargs) if twins.mode == "meta" else None
         if quick is not None:

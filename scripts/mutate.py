@@ -47,7 +47,7 @@ PACKAGE = ROOT / "flopgraph"
 
 # source file (relative to the root) -> the fast tests that guard its rules. The exact
 # rule tests come first: they are quick and hand-derived, so most mutants die there.
-RULE_TESTS = ["tests/test_rules_exact.py"]
+RULE_TESTS = ["tests/test_rules_exact.py", "tests/test_handlers_more.py"]
 TESTS: dict[str, list[str]] = {
     "flopgraph/formulas.py": RULE_TESTS,
     **{

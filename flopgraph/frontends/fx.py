@@ -255,14 +255,14 @@ def _data_less(root: torch.nn.Module) -> Iterator[None]:
                     if twin is None:
                         twin = twins[id(t)] = _stand_in(t)
                     if twin is not t:
-                        d[key] = twin
+                        d[key] = twin  # type: ignore[assignment]
                         swaps.append((d, key, twin, t))
     try:
         yield
     finally:
         for d, key, twin, real in reversed(swaps):
             if d.get(key) is twin:  # what the forward assigned stays (on the copy)
-                d[key] = real
+                d[key] = real  # type: ignore[assignment]
 
 
 def _stand_in(t: torch.Tensor) -> torch.Tensor:

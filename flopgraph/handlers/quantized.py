@@ -18,7 +18,7 @@ import torch
 
 from .. import formulas as f
 from ..records import Cost, TensorMeta
-from ..registry import Rule
+from ..registry import Rule, Target
 from .context import OpContext
 from .table import DEFAULT
 
@@ -47,7 +47,7 @@ def linear(ctx: OpContext) -> Cost:
     return f.linear(ctx.x.shape, weight.shape, bias is not None)
 
 
-def _packets(*names: str) -> list[object]:
+def _packets(*names: str) -> list[Target]:
     return [getattr(quantized, n) for n in names if hasattr(quantized, n)]
 
 
