@@ -173,3 +173,31 @@ def test_histc_adds_one_per_input_element(frontend):
     # 2 x 5 values into 4 bins: each value adds 1 to its bin's count: 10 adds
     model = Fn(lambda x: torch.histc(x, bins=4, min=0, max=1))
     assert flopgraph.analyze(model, (2, 5), frontend=frontend).cost == Cost(0, 2 * 5)
+
+
+@pytest.mark.parametrize("frontend", ["fx", "aten"])
+def test_sdpa_on_three_dim_operands(frontend):
+    # q [2, 5, 4], k [2, 7, 4], v [2, 7, 6]: B = 2, L = 5, S = 7, E = 4, Ev = 6
+    # macs = B*L*S*E + B*L*S*Ev = 280 + 420 = 700; flops = 2 * 700 + 6 per score * 70
+    model = Fn(F.scaled_dot_product_attention)
+    report = flopgraph.analyze(model, ((2, 5, 4), (2, 7, 4), (2, 7, 6)), frontend=frontend)
+    assert report.cost == Cost(700, 2 * 700 + (1 + 5) * 2 * 5 * 7)
+
+
+@pytest.mark.parametrize("frontend", ["fx", "aten"])
+def test_multihead_attention_batch_and_heads_apart(frontend):
+    # batch 3, 2 heads of 4 (embed 8), 4 tokens, biases on, weights averaged (defaults)
+    # each projection: 12 rows x 8 x 8 = 768 MACs, 2 * 768 + 12 * 8 bias = 1,632 FLOPs
+    # core: B = 3 * 2 = 6, L = S = 4, E = Ev = 4: scores 96, macs 96 * 4 * 2 = 768,
+    #       flops 2 * 768 + 6 per score * 96 = 2,112; averaged weights: mean over 96
+    report = flopgraph.analyze(_SelfAttention(), ((3, 4, 8),), frontend=frontend)
+    assert report.cost == Cost(4 * 768 + 768, 4 * 1632 + 2112 + 96)
+
+
+class _SelfAttention(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mha = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):
+        return self.mha(x, x, x)[0]
