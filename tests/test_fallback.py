@@ -14,6 +14,7 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from conftest import assert_untouched, snapshot
+from helpers import Fn
 from torch import nn
 
 import flopgraph
@@ -408,3 +409,15 @@ def test_users_error_is_not_internal():
 
     msg = _fails(Broken(), (2, 4), TraceError)
     assert "the user's own bug" in msg and "internal error" not in msg
+
+
+def test_a_module_outside_the_model_tree_is_fx_s_limit_not_an_internal_error():
+    # the forward calls a module through a closure: fx traces a copy of the model's tree,
+    # where that object is not found; auto counts it on aten, and the note does not call
+    # it a bug of flopgraph's. 3 x 4 rows of 8 into Linear(8, 2): 96 x 2 = 192 MACs
+    lin = nn.Linear(8, 2)
+    model = Fn(lambda x: lin(x))
+    model.lin = lin
+    report = flopgraph.analyze(model, (3, 4, 8))
+    assert report.frontend.name == "aten" and report.cost == Cost(192, 2 * 192 + 3 * 4 * 2)
+    assert "internal error" not in report.frontend.note

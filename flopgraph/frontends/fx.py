@@ -323,6 +323,9 @@ class _OutsideGraph(TorchFunctionMode):
 
 # it runs the forward's torch calls: an error raised through it is the model's or torch's
 BOUNDARIES.add(_OutsideGraph.__torch_function__.__code__)
+# it hands a module call to torch.fx, which refuses a module outside the traced tree (one a
+# closure or a global holds): fx's limit, not a bug of flopgraph's
+BOUNDARIES.add(_Tracer.call_module.__code__)
 
 
 def _computes(out: Any) -> bool:
