@@ -201,3 +201,75 @@ class _SelfAttention(torch.nn.Module):
 
     def forward(self, x):
         return self.mha(x, x, x)[0]
+
+
+# --- raw aten ops, called directly: the aten rules behind decomposed calls ----------------
+
+aten = torch.ops.aten
+
+
+class _AtenConv(torch.nn.Module):
+    def __init__(self, transposed: bool, bias: bool):
+        super().__init__()
+        shape = (2, 3, 3, 3) if transposed else (3, 2, 3, 3)  # transposed: [Cin, Cout, k, k]
+        self.w = torch.nn.Parameter(torch.zeros(shape))
+        self.b = torch.nn.Parameter(torch.zeros(3)) if bias else None
+        self.transposed = transposed
+
+    def forward(self, x):
+        return aten.convolution(x, self.w, self.b, [1, 1], [0, 0], [1, 1], self.transposed,
+                                [0, 0], 1)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "transposed, bias, shape, expected",
+    [
+        # [1, 2, 5, 5] * [3, 2, 3, 3] -> [1, 3, 3, 3]: N*Cout*prod(S_out)*Cin*k*k = 486
+        (False, True, (1, 2, 5, 5), Cost(486, 2 * 486 + 27)),
+        (False, False, (1, 2, 5, 5), Cost(486, 2 * 486)),
+        # transposed [1, 2, 3, 3] -> [1, 3, 5, 5]: N*Cin*prod(S_in)*Cout*k*k = 2*9*3*9 = 486
+        (True, True, (1, 2, 3, 3), Cost(486, 2 * 486 + 75)),
+    ],
+)
+def test_aten_convolution_called_directly(transposed, bias, shape, expected):
+    report = flopgraph.analyze(_AtenConv(transposed, bias), shape, frontend="aten")
+    assert report.cost == expected
+
+
+class _AtenBatchNorm(torch.nn.Module):
+    def __init__(self, training: bool, stats: bool, weight: bool, bias: bool):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(3)) if weight else None
+        self.b = torch.nn.Parameter(torch.zeros(3)) if bias else None
+        self.register_buffer("rm", torch.zeros(3))
+        self.register_buffer("rv", torch.ones(3))
+        self.training_flag, self.stats = training, stats
+
+    def forward(self, x):
+        if not self.stats:  # the .no_stats overload: statistics from the input
+            return aten._native_batch_norm_legit.no_stats(x, self.w, self.b, True, 0.1, 1e-5)[0]
+        rm, rv = self.rm.clone(), self.rv.clone()
+        return aten.native_batch_norm(x, self.w, self.b, rm, rv, self.training_flag, 0.1, 1e-5)[0]
+
+
+@pytest.mark.parametrize(
+    "training, stats, weight, bias, per_element",
+    [
+        (False, True, True, True, 2 + 2),  # running statistics: subtract, scale; + affine 2
+        (False, True, False, False, 2),
+        (True, True, True, True, 6 + 2),  # statistics from the input: 6; + affine 2
+        (False, False, True, True, 6 + 2),  # no running statistics at all: from the input
+        (False, False, False, True, 6 + 1),  # only a bias: + 1
+    ],
+)
+def test_aten_batch_norm_called_directly(training, stats, weight, bias, per_element):
+    # x [2, 3, 4, 4]: 96 elements
+    model = _AtenBatchNorm(training, stats, weight, bias)
+    report = flopgraph.analyze(model, (2, 3, 4, 4), frontend="aten")
+    assert report.cost == Cost(0, per_element * 96)
+
+
+def test_aten_in_place_form_is_counted():
+    # aten.mul_ called directly: 1 flop per element of [2, 3]
+    model = Fn(lambda x, y: aten.mul_(x.clone(), y))
+    assert flopgraph.analyze(model, ((2, 3), (2, 3)), frontend="aten").cost == Cost(0, 6)
