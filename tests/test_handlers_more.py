@@ -273,3 +273,27 @@ def test_aten_in_place_form_is_counted():
     # aten.mul_ called directly: 1 flop per element of [2, 3]
     model = Fn(lambda x, y: aten.mul_(x.clone(), y))
     assert flopgraph.analyze(model, ((2, 3), (2, 3)), frontend="aten").cost == Cost(0, 6)
+
+
+class _FunctionalAttention(torch.nn.Module):
+    """F.multi_head_attention_forward called directly, with a key padding mask only."""
+
+    def __init__(self):
+        super().__init__()
+        self.mha = torch.nn.MultiheadAttention(8, 2)
+
+    def forward(self, x, pad):
+        m = self.mha
+        return F.multi_head_attention_forward(
+            x, x, x, 8, 2, m.in_proj_weight, m.in_proj_bias, None, None, False, 0.0,
+            m.out_proj.weight, m.out_proj.bias, training=False, key_padding_mask=pad,
+        )[0]  # fmt: skip
+
+
+@pytest.mark.parametrize("frontend", ["fx", "aten"])
+def test_functional_attention_with_only_a_key_padding_mask_is_masked(frontend):
+    # as test_multihead_attention_batch_and_heads_apart (L = 4, N = 3, 2 heads of 4), plus
+    # the masking add on each of the 96 scores: 8,736 + 96
+    pad = flopgraph.TensorSpec((3, 4), torch.bool)
+    report = flopgraph.analyze(_FunctionalAttention(), ((4, 3, 8), pad), frontend=frontend)
+    assert report.cost == Cost(4 * 768 + 768, 4 * 1632 + 2112 + 96 + 96)
