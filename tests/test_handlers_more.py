@@ -297,3 +297,22 @@ def test_functional_attention_with_only_a_key_padding_mask_is_masked(frontend):
     pad = flopgraph.TensorSpec((3, 4), torch.bool)
     report = flopgraph.analyze(_FunctionalAttention(), ((4, 3, 8), pad), frontend=frontend)
     assert report.cost == Cost(4 * 768 + 768, 4 * 1632 + 2112 + 96 + 96)
+
+
+class _ZeroAttention(_FunctionalAttention):
+    def forward(self, x):
+        m = self.mha
+        return F.multi_head_attention_forward(
+            x, x, x, 8, 2, m.in_proj_weight, m.in_proj_bias, None, None, True, 0.0,
+            m.out_proj.weight, m.out_proj.bias, training=False,
+        )[0]  # fmt: skip
+
+
+@pytest.mark.parametrize("frontend", ["fx", "aten"])
+def test_functional_attention_with_a_zero_key_added(frontend):
+    # add_zero_attn appends one zero key after the projections: S' = 4 + 1 = 5
+    # projections as before: 4 x 768 MACs, 4 x 1,632 FLOPs (k and v project 4 rows)
+    # core: B = 6, L = 4, S' = 5, E = Ev = 4: 120 scores, 120 * 8 = 960 MACs,
+    #       2 * 960 + 6 per score * 120 = 2,640; averaged weights: mean over 120
+    report = flopgraph.analyze(_ZeroAttention(), ((4, 3, 8),), frontend=frontend)
+    assert report.cost == Cost(4 * 768 + 960, 4 * 1632 + 2640 + 120)
