@@ -316,3 +316,48 @@ def test_functional_attention_with_a_zero_key_added(frontend):
     #       2 * 960 + 6 per score * 120 = 2,640; averaged weights: mean over 120
     report = flopgraph.analyze(_ZeroAttention(), ((4, 3, 8),), frontend=frontend)
     assert report.cost == Cost(4 * 768 + 960, 4 * 1632 + 2640 + 120)
+
+
+# --- recurrent kernels called from code with no module rule (a subclass's own forward) ---
+
+
+def _own_forward(cls):
+    class Own(cls):
+        def forward(self, x):  # its own forward: no module rule, aten sees torch.lstm etc.
+            out = super().forward(x)
+            return out[0] if isinstance(out, tuple) else out
+
+    return Own
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        # per step and batch row, I = 4, H = 3: macs G*H*(I+H); flops 2*macs + G*H + 2*G*H
+        # (biases) + cell (LSTM 9H, GRU 8H, RNN H); x [2, 5, 4]: 2 steps x 5 rows = 10
+        (lambda: _own_forward(torch.nn.LSTM)(4, 3), Cost(10 * 84, 10 * (168 + 12 + 24 + 27))),
+        (lambda: _own_forward(torch.nn.GRU)(4, 3), Cost(10 * 63, 10 * (126 + 9 + 18 + 24))),
+        (lambda: _own_forward(torch.nn.RNN)(4, 3), Cost(10 * 21, 10 * (42 + 3 + 6 + 3))),
+        # 2 layers, both directions: layer 1 (I = 4) 84 MACs / 231 FLOPs per direction,
+        # layer 2 (I = 2H = 6) 4*3*9 = 108 MACs / 216 + 12 + 24 + 27 = 279 FLOPs
+        (lambda: _own_forward(torch.nn.LSTM)(4, 3, num_layers=2, bidirectional=True),
+         Cost(10 * 2 * (84 + 108), 10 * 2 * (231 + 279))),
+        # a cell is one step: x [2, 5, 4] is not a cell input, see below
+    ],
+)  # fmt: skip
+def test_recurrent_kernel_called_from_a_subclass_forward(make, expected):
+    report = flopgraph.analyze(make(), (2, 5, 4), frontend="aten")
+    assert report.cost == expected and not report.skipped
+
+
+@pytest.mark.parametrize(
+    "cls, expected",
+    [
+        (torch.nn.LSTMCell, Cost(5 * 84, 5 * 231)),  # x [5, 4]: 5 rows, one step
+        (torch.nn.GRUCell, Cost(5 * 63, 5 * 177)),
+        (torch.nn.RNNCell, Cost(5 * 21, 5 * 54)),
+    ],
+)
+def test_recurrent_cell_called_from_a_subclass_forward(cls, expected):
+    report = flopgraph.analyze(_own_forward(cls)(4, 3), (5, 4), frontend="aten")
+    assert report.cost == expected and not report.skipped
