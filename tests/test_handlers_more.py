@@ -361,3 +361,39 @@ def test_recurrent_kernel_called_from_a_subclass_forward(make, expected):
 def test_recurrent_cell_called_from_a_subclass_forward(cls, expected):
     report = flopgraph.analyze(_own_forward(cls)(4, 3), (5, 4), frontend="aten")
     assert report.cost == expected and not report.skipped
+
+
+class _AtenNorms(torch.nn.Module):
+    """Raw aten normalization and interpolation kernels, as a decomposition reaches them."""
+
+    def __init__(self, op: str, weight: bool, bias: bool):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(4)) if weight else None
+        self.b = torch.nn.Parameter(torch.zeros(4)) if bias else None
+        self.register_buffer("rm", torch.zeros(4))
+        self.register_buffer("rv", torch.ones(4))
+        self.op = op
+
+    def forward(self, x):  # x [2, 4, 3, 3]: 72 elements
+        if self.op == "eval_bn":
+            return aten._native_batch_norm_legit_no_training(
+                x, self.w, self.b, self.rm, self.rv, 0.1, 1e-5)[0]  # fmt: skip
+        if self.op == "group_norm":
+            return aten.native_group_norm(x, self.w, self.b, 2, 4, 9, 2, 1e-5)[0]
+        return aten.upsample_bilinear2d(x, [6, 6], False)  # out [2, 4, 6, 6]: 288
+
+
+@pytest.mark.parametrize(
+    "op, weight, bias, expected",
+    [
+        ("eval_bn", True, True, Cost(0, (2 + 2) * 72)),  # running stats 2, affine 2
+        ("eval_bn", False, False, Cost(0, 2 * 72)),
+        ("group_norm", True, True, Cost(0, (6 + 2) * 72)),  # statistics 6, affine 2
+        ("group_norm", True, False, Cost(0, (6 + 1) * 72)),  # weight only: + 1
+        ("group_norm", False, False, Cost(0, 6 * 72)),
+        ("upsample", False, False, Cost(4 * 288, 2 * 4 * 288)),  # bilinear: 4 taps
+    ],
+)
+def test_aten_norm_and_interpolation_called_directly(op, weight, bias, expected):
+    report = flopgraph.analyze(_AtenNorms(op, weight, bias), (2, 4, 3, 3), frontend="aten")
+    assert report.cost == expected and not report.skipped
