@@ -342,7 +342,9 @@ def _own_forward(cls):
         # layer 2 (I = 2H = 6) 4*3*9 = 108 MACs / 216 + 12 + 24 + 27 = 279 FLOPs
         (lambda: _own_forward(torch.nn.LSTM)(4, 3, num_layers=2, bidirectional=True),
          Cost(10 * 2 * (84 + 108), 10 * 2 * (231 + 279))),
-        # a cell is one step: x [2, 5, 4] is not a cell input, see below
+        # proj_size P = 2: G*H*(I+P) + H*P = 4*3*6 + 6 = 78 MACs; 156 + 12 + 24 + 27 FLOPs
+        (lambda: _own_forward(torch.nn.LSTM)(4, 3, proj_size=2),
+         Cost(10 * 78, 10 * (156 + 12 + 24 + 27))),
     ],
 )  # fmt: skip
 def test_recurrent_kernel_called_from_a_subclass_forward(make, expected):
