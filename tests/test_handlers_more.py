@@ -345,6 +345,13 @@ def _own_forward(cls):
         # proj_size P = 2: G*H*(I+P) + H*P = 4*3*6 + 6 = 78 MACs; 156 + 12 + 24 + 27 FLOPs
         (lambda: _own_forward(torch.nn.LSTM)(4, 3, proj_size=2),
          Cost(10 * 78, 10 * (156 + 12 + 24 + 27))),
+        # no biases: 2*84 + 12 + 27 = 207 FLOPs per step and row
+        (lambda: _own_forward(torch.nn.LSTM)(4, 3, bias=False), Cost(10 * 84, 10 * 207)),
+        # 2 layers, both directions, P = 2: layer 2's input is 2 * P = 4 = I, so each of the
+        # 4 (layer, direction) pairs costs 78 MACs / 219 FLOPs per step and row
+        (lambda: _own_forward(torch.nn.LSTM)(4, 3, num_layers=2, bidirectional=True,
+                                             proj_size=2),
+         Cost(10 * 4 * 78, 10 * 4 * 219)),
     ],
 )  # fmt: skip
 def test_recurrent_kernel_called_from_a_subclass_forward(make, expected):
