@@ -406,3 +406,32 @@ class _AtenNorms(torch.nn.Module):
 def test_aten_norm_and_interpolation_called_directly(op, weight, bias, expected):
     report = flopgraph.analyze(_AtenNorms(op, weight, bias), (2, 4, 3, 3), frontend="aten")
     assert report.cost == expected and not report.skipped
+
+
+class _BiasKeyAttention(_FunctionalAttention):
+    def forward(self, x):
+        m = self.mha
+        bias_kv = torch.zeros(1, 1, 8)
+        return F.multi_head_attention_forward(
+            x, x, x, 8, 2, m.in_proj_weight, m.in_proj_bias, bias_kv, bias_kv, False, 0.0,
+            m.out_proj.weight, m.out_proj.bias, training=False,
+        )[0]  # fmt: skip
+
+
+class _DropoutAttention(_FunctionalAttention):
+    def forward(self, x):
+        m = self.mha
+        return F.multi_head_attention_forward(
+            x, x, x, 8, 2, m.in_proj_weight, m.in_proj_bias, None, None, False, 0.5,
+            m.out_proj.weight, m.out_proj.bias, training=True,
+        )[0]  # fmt: skip
+
+
+@pytest.mark.parametrize("frontend", ["fx", "aten"])
+def test_functional_attention_with_bias_keys_and_with_dropout(frontend):
+    # bias_k / bias_v append one key after the projections, as add_zero_attn does: S' = 5
+    report = flopgraph.analyze(_BiasKeyAttention(), ((4, 3, 8),), frontend=frontend)
+    assert report.cost == Cost(4 * 768 + 960, 4 * 1632 + 2640 + 120)
+    # dropout on the weights in training: + 1 multiply per score (96), else as with no mask
+    report = flopgraph.analyze(_DropoutAttention(), ((4, 3, 8),), frontend=frontend)
+    assert report.cost == Cost(4 * 768 + 768, 4 * 1632 + 2112 + 96 + 96)
