@@ -419,11 +419,15 @@ class _BiasKeyAttention(_FunctionalAttention):
 
 
 class _DropoutAttention(_FunctionalAttention):
+    def __init__(self, p: float = 0.5, train: bool = True):
+        super().__init__()
+        self.p, self.train_flag = p, train
+
     def forward(self, x):
         m = self.mha
         return F.multi_head_attention_forward(
-            x, x, x, 8, 2, m.in_proj_weight, m.in_proj_bias, None, None, False, 0.5,
-            m.out_proj.weight, m.out_proj.bias, training=True,
+            x, x, x, 8, 2, m.in_proj_weight, m.in_proj_bias, None, None, False, self.p,
+            m.out_proj.weight, m.out_proj.bias, training=self.train_flag,
         )[0]  # fmt: skip
 
 
@@ -435,3 +439,7 @@ def test_functional_attention_with_bias_keys_and_with_dropout(frontend):
     # dropout on the weights in training: + 1 multiply per score (96), else as with no mask
     report = flopgraph.analyze(_DropoutAttention(), ((4, 3, 8),), frontend=frontend)
     assert report.cost == Cost(4 * 768 + 768, 4 * 1632 + 2112 + 96 + 96)
+    # no dropout multiply with p = 0 in training, nor with p > 0 outside training
+    for p, train in ((0.0, True), (0.5, False)):
+        report = flopgraph.analyze(_DropoutAttention(p, train), ((4, 3, 8),), frontend=frontend)
+        assert report.cost == Cost(4 * 768 + 768, 4 * 1632 + 2112 + 96)
