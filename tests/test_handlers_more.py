@@ -443,3 +443,12 @@ def test_functional_attention_with_bias_keys_and_with_dropout(frontend):
     for p, train in ((0.0, True), (0.5, False)):
         report = flopgraph.analyze(_DropoutAttention(p, train), ((4, 3, 8),), frontend=frontend)
         assert report.cost == Cost(4 * 768 + 768, 4 * 1632 + 2112 + 96)
+
+
+def test_batch_norm_eval_formula_with_and_without_affine():
+    # spec D: running statistics 2 per element (subtract, scale), + 2 when affine;
+    # the handlers pass affine=False and add the weight and bias terms themselves
+    from flopgraph import formulas
+
+    assert formulas.batch_norm_eval((2, 3, 4), True) == Cost(0, (2 + 2) * 24)
+    assert formulas.batch_norm_eval((2, 3, 4), False) == Cost(0, 2 * 24)
