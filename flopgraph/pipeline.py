@@ -29,7 +29,6 @@ import torch
 from .count import count
 from .count_aten import count_aten
 from .errors import (
-    BOUNDARIES,
     FlopgraphError,
     InputError,
     InternalError,
@@ -38,28 +37,13 @@ from .errors import (
     internal_error,
     is_internal,
 )
-from .frontends.aten import _record, _Recorder, trace_aten
-from .frontends.fastfake import FastFake
+from .frontends.aten import trace_aten
 from .frontends.fx import TracedGraph, trace_fx
 from .progress import ProgressFn, no_progress
 from .records import OpRecord, Status
 from .registry import Registry
 from .report import FrontendInfo
 from .shapes import describe_target, propagate
-
-# where the frontends call the model or torch: the fx tracer's run of forward, the aten
-# recorder's run of the shadow and its op calls, the fast fake path's: an error raised
-# through them (and nowhere deeper in flopgraph) is the model's or torch's
-# (errors.is_internal)
-BOUNDARIES.update(
-    {
-        trace_fx.__code__,
-        _record.__code__,
-        _Recorder.op.__code__,
-        _Recorder.call.__code__,
-        FastFake.__call__.__code__,
-    }
-)
 
 _FX_FAILURES = (TraceError, PropagationError, InternalError)
 """What sends ``auto`` from fx to aten. An InputError (inputs the forward cannot take)

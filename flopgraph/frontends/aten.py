@@ -42,7 +42,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves, tree_map
 
-from ..errors import TraceError
+from ..errors import BOUNDARIES, TraceError
 from ..records import TensorMeta
 from ..registry import Registry
 from ..shapes import _check_dtypes, _Twins, on_this_machine, to_meta
@@ -454,3 +454,8 @@ def describe_call(target: Any) -> str:
     name = getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
     name = str(name or repr(target))
     return f"{module}.{name}" if module else name
+
+
+# where this frontend runs the model and torch (the shadow's forward, each call and op):
+# an error raised through them is the model's or torch's, not flopgraph's (errors.is_internal)
+BOUNDARIES.update({_record.__code__, _Recorder.op.__code__, _Recorder.call.__code__})

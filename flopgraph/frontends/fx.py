@@ -326,6 +326,8 @@ BOUNDARIES.add(_OutsideGraph.__torch_function__.__code__)
 # it hands a module call to torch.fx, which refuses a module outside the traced tree (one a
 # closure or a global holds): fx's limit, not a bug of flopgraph's
 BOUNDARIES.add(_Tracer.call_module.__code__)
+# it runs the model's forward under torch.fx: errors raised through it are the model's
+BOUNDARIES.add(trace_fx.__code__)
 
 
 def _computes(out: Any) -> bool:
