@@ -13,10 +13,11 @@ import torch
 from .count import module_path
 from .errors import InputError, SkippedOpWarning
 from .frontends.isolation import isolated
+from .frontends.training import OptimizerSpec
 from .handlers import DEFAULT, install_extensions
 from .inputs import normalize_inputs
 from .params import ParamStats, module_param_counts
-from .pipeline import Frontend, run
+from .pipeline import Frontend, run, run_step
 from .presets import FVCORE, TORCH
 from .progress import ProgressFn, no_progress
 from .records import OpRecord, TensorMeta
@@ -37,6 +38,9 @@ def analyze(
     frontend: Frontend = "auto",
     handlers: Mapping[Target, Callable[..., Any]] | None = None,
     progress: ProgressFn | None = None,
+    training: bool = False,
+    loss: Callable[[Any], torch.Tensor] | None = None,
+    optimizer: OptimizerSpec | None = None,
 ) -> Report:
     """Count the exact MACs and FLOPs of ``model`` on ``inputs``, op by op.
 
@@ -51,14 +55,26 @@ def analyze(
     ``handlers`` maps call targets (module types, functions, tensor method
     names) to handlers for this call only. ``progress(stage, done, total)`` is
     told where a long analysis is (see :mod:`flopgraph.progress`).
+
+    ``training=True`` counts one training step (spec section G): the forward, the
+    loss (``loss(output)``; by default ``output.loss`` or the sum of a tensor output),
+    its backward (gradients only for what requires grad; activation checkpointing's
+    reruns as phase ``recompute``) and, with ``optimizer`` (``"sgd"``, ``"adam"``,
+    ``"adamw"``, a callable building one from parameters, or an optimizer to copy),
+    one optimizer step. Records carry their phase; see ``Report.by_phase``.
     """
     progress = progress or no_progress
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     registry = _registry(convention, handlers)
     args, kw = normalize_inputs(inputs, kwargs)
+    if not training and (loss is not None or optimizer is not None):
+        raise InputError("loss and optimizer describe a training step: pass training=True")
     with isolated(), _gc_paused():  # one analysis at a time, out of reach of global hooks
-        counted = run(model, args, kw, registry, frontend, progress)
+        if training:
+            counted = run_step(model, args, kw, registry, frontend, loss, optimizer)
+        else:
+            counted = run(model, args, kw, registry, frontend, progress)
     report = Report(
         model=type(model).__name__,
         convention=convention,
@@ -67,6 +83,7 @@ def analyze(
         records=counted.records,
         params=ParamStats.of(model),
         modules=_modules(model, counted.module_calls),
+        step=counted.step,
     )
     _warn_skipped(report)
     return report

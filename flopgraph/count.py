@@ -15,7 +15,7 @@ from torch.fx.node import map_arg
 
 from .errors import HandlerError
 from .frontends.fx import TracedGraph
-from .handlers.context import OpContext, iter_metas
+from .handlers.context import NotCounted, OpContext, iter_metas
 from .records import Cost, OpRecord, Status
 from .registry import Key, Registry, Rule, default_name
 from .shapes import META_KEY, describe_target
@@ -51,7 +51,7 @@ def _records(traced: TracedGraph, registry: Registry) -> Iterator[OpRecord]:
             out=node.meta[META_KEY],
             module=module,
             node=node.name,
-            extra={"method": node.target} if node.op == "call_method" else {},
+            extra={"method" if node.op == "call_method" else "target": node.target},
         )
         if module is not None and node.target not in own_bytes:
             own_bytes[str(node.target)] = param_bytes(module)
@@ -92,6 +92,7 @@ def make_record(
     module: str,
     described: str,
     own_bytes: int = 0,
+    phase: str = "forward",
 ) -> OpRecord:
     """One op's record: its status, its cost from ``rule`` and the bytes it moves.
 
@@ -115,6 +116,7 @@ def make_record(
         bytes_written=sum(m.nbytes for m in outputs) if moved else 0,
         status=status,
         reason=reason,
+        phase=phase,
     )
 
 
@@ -150,7 +152,10 @@ def _classify(rule: Rule | None, ctx: OpContext, described: str) -> tuple[Status
         return Status.SKIPPED, NO_HANDLER, Cost()
     if rule.handler is None:
         return Status.FREE, rule.reason, Cost()
-    return Status.COUNTED, "", _call(rule, ctx, described)
+    try:
+        return Status.COUNTED, "", _call(rule, ctx, described)
+    except NotCounted as e:
+        return Status.SKIPPED, str(e), Cost()
 
 
 def _integer(rule: Rule | None, ctx: OpContext, described: str) -> tuple[Status, str, Cost]:
@@ -168,6 +173,8 @@ def _integer(rule: Rule | None, ctx: OpContext, described: str) -> tuple[Status,
 def _call(rule: Rule, ctx: OpContext, described: str) -> Cost:
     try:
         result = rule.handler(ctx)  # type: ignore[misc]
+    except NotCounted:
+        raise
     except Exception as e:  # a handler's own failure, user-written or built in
         raise HandlerError(f"{_where(rule, ctx, described)} raised {type(e).__name__}: {e}") from e
     if type(result) is Cost and _natural(result.macs) and _natural(result.flops):

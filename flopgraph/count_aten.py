@@ -60,7 +60,10 @@ def _call_record(call: TorchCall, registry: Registry, names: dict[str, int]) -> 
     ctx = OpContext(
         "composite", call.args, call.kwargs, call.out, None, _unique(rule.name, names), extra
     )
-    return make_record(ctx, rule, op=rule.name, target=label, module=call.module, described=label)
+    return make_record(
+        ctx, rule, op=rule.name, target=label, module=call.module, described=label,
+        phase=call.phase,
+    )  # fmt: skip
 
 
 def _module_record(call: ModuleCall, registry: Registry, names: dict[str, int]) -> OpRecord:
@@ -73,7 +76,7 @@ def _module_record(call: ModuleCall, registry: Registry, names: dict[str, int]) 
     )
     return make_record(
         ctx, rule, op=name, target=f"{cls.__module__}.{cls.__qualname__}", module=call.path,
-        described=call.path or "<root>", own_bytes=param_bytes(call.module),
+        described=call.path or "<root>", own_bytes=param_bytes(call.module), phase=call.phase,
     )  # fmt: skip
 
 
@@ -97,7 +100,14 @@ def _op_record(op: AtenOp, registry: Registry, names: dict[str, int]) -> OpRecor
     name = rule.name if rule is not None else default_name(packet)
     if rule is None:  # a fallback rule keeps the op's own name
         rule = VIEW if op.op.is_view else registry.policy.unknown_aten
-    extra = {"overload": op.op._overloadname}
-    ctx = OpContext("aten", op.args, op.kwargs, op.out, None, _unique(name, names), extra)
+    if op.free:
+        rule = Rule(name, None, op.free)
+    extra = {"overload": op.op._overloadname, "op": op.op}
+    out = op.out
+    if out is None and op.args and not op.op._schema.returns:
+        out = op.args[0]  # an in-place op that returns nothing (``_foreach_add_``)
+    ctx = OpContext("aten", op.args, op.kwargs, out, None, _unique(name, names), extra)
     label = str(op.op)
-    return make_record(ctx, rule, op=name, target=label, module=op.module, described=label)
+    return make_record(
+        ctx, rule, op=name, target=label, module=op.module, described=label, phase=op.phase
+    )

@@ -195,8 +195,15 @@ def aten_differences(report: Report, hooks: HookCount) -> tuple[Difference, ...]
         detail = f"{r.target} in {r.module or 'the model'}'s forward"
         out.append(
             Difference(
-                r.module, r.op, r.target, r.node, Reason.OUTSIDE_LEAVES, detail, r.inputs,
-                r.macs, r.flops,
+                r.module,
+                r.op,
+                r.target,
+                r.node,
+                Reason.OUTSIDE_LEAVES,
+                detail,
+                r.inputs,
+                r.macs,
+                r.flops,
             )  # fmt: skip
         )
     out.extend(_leaf_totals(graph, hooks))

@@ -160,8 +160,15 @@ def _einsum_labels(
 # --- A. attention --------------------------------------------------------------------
 
 
-def attention(batch: int, tgt_len: int, src_len: int, head_dim: int, value_dim: int,
-              masked: bool, dropout: bool = False) -> Cost:
+def attention(
+    batch: int,
+    tgt_len: int,
+    src_len: int,
+    head_dim: int,
+    value_dim: int,
+    masked: bool,
+    dropout: bool = False,
+) -> Cost:
     """The attention core: softmax(q @ k^T * scale + mask) @ v, per batch row.
 
     ``batch`` folds every batch and head dim (B); L = tgt_len, S = src_len,
@@ -185,10 +192,61 @@ def scaled_dot_product_attention(
     return attention(batch, tgt_len, src_len, head_dim, value_dim, masked, dropout)
 
 
+def attention_backward(
+    batch: int,
+    tgt_len: int,
+    src_len: int,
+    head_dim: int,
+    value_dim: int,
+    masked: bool,
+    dropout: bool = False,
+) -> Cost:
+    """The backward of the attention core as fused (flash-style) kernels run it.
+
+    MACs: the scores again (B*L*S*E), grad V = P^T dO (B*L*S*Ev), grad P = dO V^T
+    (B*L*S*Ev), grad Q = dS K and grad K = dS^T Q (B*L*S*E each). Per score element:
+    scale 1, masking add m, probabilities from the saved log-sum-exp 2 (subtract,
+    exp), dropout mask 1 when training with p > 0, dS = P * (dP - D) 2, the scale
+    on dS 1. Per query row, D = rowsum(dO * O): Ev multiplies and Ev - 1 adds.
+    """  # fmt: skip
+    scores = batch * tgt_len * src_len
+    macs = scores * (3 * head_dim + 2 * value_dim)
+    per_score = 1 + int(masked) + 2 + int(dropout) + 2 + 1
+    return Cost(macs, 2 * macs + per_score * scores + batch * tgt_len * (2 * value_dim - 1))
+
+
+def convolution_backward(
+    forward_macs: int,
+    grad_input: bool,
+    grad_weight: bool,
+    grad_out_numel: int,
+    bias_numel: int | None,
+) -> Cost:
+    """The gradients of one convolution, each a contraction with the forward's MACs:
+    grad-input (the transposed convolution of grad-output with the weight) and
+    grad-weight (the correlation of input and grad-output); a bias gradient is the
+    sum of grad-output over all but the channel dim, numel(grad_out) - numel(bias).
+    ``bias_numel`` None: no bias gradient asked for."""  # fmt: skip
+    macs = forward_macs * (int(grad_input) + int(grad_weight))
+    bias = 0 if bias_numel is None else grad_out_numel - bias_numel
+    return Cost(macs, 2 * macs + bias)
+
+
 def multihead_attention(
-    batch: int, tgt_len: int, src_len: int, embed_dim: int, kdim: int, vdim: int,
-    num_heads: int, *, in_bias: bool, out_bias: bool, extra_keys: int = 0,
-    masked: bool = False, dropout: bool = False, average_weights: bool = False,
+    batch: int,
+    tgt_len: int,
+    src_len: int,
+    embed_dim: int,
+    kdim: int,
+    vdim: int,
+    num_heads: int,
+    *,
+    in_bias: bool,
+    out_bias: bool,
+    extra_keys: int = 0,
+    masked: bool = False,
+    dropout: bool = False,
+    average_weights: bool = False,
 ) -> Cost:
     """nn.MultiheadAttention as its parts: input projections, the attention core per
     head (heads folded into B), output projection.
@@ -218,8 +276,9 @@ _CELL_FLOPS = {"rnn": 1, "gru": 8, "lstm": 9}
 # (4); lstm 4 activations + f*c + i*g (3) + tanh(c') + o*tanh(c')
 
 
-def recurrent_step(cell: str, input_size: int, hidden_size: int, bias: bool,
-                   proj_size: int = 0) -> Cost:
+def recurrent_step(
+    cell: str, input_size: int, hidden_size: int, bias: bool, proj_size: int = 0
+) -> Cost:
     """One time step of one layer and direction for one batch row (a *Cell call on
     one row). ``cell`` is ``"rnn"``, ``"gru"`` or ``"lstm"``."""  # fmt: skip
     g, h, p = GATES[cell], hidden_size, proj_size
@@ -232,8 +291,16 @@ def recurrent_step(cell: str, input_size: int, hidden_size: int, bias: bool,
     return Cost(macs, flops)
 
 
-def recurrent(cell: str, input_size: int, hidden_size: int, num_layers: int,
-              directions: int, bias: bool, proj_size: int, row_steps: int) -> Cost:
+def recurrent(
+    cell: str,
+    input_size: int,
+    hidden_size: int,
+    num_layers: int,
+    directions: int,
+    bias: bool,
+    proj_size: int,
+    row_steps: int,
+) -> Cost:
     """A stacked RNN/GRU/LSTM over ``row_steps`` (batch row, time step) pairs: the
     sequence length times the batch, or sum(batch_sizes) for a packed sequence.
 

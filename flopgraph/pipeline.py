@@ -39,11 +39,13 @@ from .errors import (
 )
 from .frontends.aten import trace_aten
 from .frontends.fx import TracedGraph, trace_fx
+from .frontends.training import trace_step
 from .progress import ProgressFn, no_progress
 from .records import OpRecord, Status
 from .registry import Registry
 from .report import FrontendInfo
 from .shapes import describe_target, propagate
+from .step import StepInfo
 
 _FX_FAILURES = (TraceError, PropagationError, InternalError)
 """What sends ``auto`` from fx to aten. An InputError (inputs the forward cannot take)
@@ -77,6 +79,35 @@ class Counted:
     frontend: FrontendInfo
     module_calls: Mapping[str, int]
     """Module path -> how many times its forward ran."""
+    step: StepInfo | None = None
+
+
+def run_step(
+    model: torch.nn.Module,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    registry: Registry,
+    frontend: str,
+    loss: Any = None,
+    optimizer: Any = None,
+) -> Counted:
+    """Count one training step: always on the aten frontend, which sees the backward
+    (an fx graph holds the forward only)."""
+    if frontend not in ("auto", "aten"):
+        raise InputError(
+            f"a training step is recorded on the aten frontend: use frontend='auto' or "
+            f"'aten', not {frontend!r}"
+        )
+    if not registry.policy.training:
+        raise InputError("this convention counts forward passes only (no training step)")
+    _check_model(model)
+    where = f"while recording a training step of {type(model).__name__}"
+    trace, info = _guarded(
+        lambda: trace_step(model, args, kwargs, registry, loss, optimizer), where
+    )
+    records = _guarded(lambda: count_aten(trace, registry), "while counting the step's ops")
+    frontend_info = FrontendInfo("aten", trace.note)
+    return Counted(tuple(records), frontend_info, trace.module_calls, info)
 
 
 def run(

@@ -83,6 +83,11 @@ class Cost:
 
 ZERO = Cost()
 
+PHASES = ("forward", "backward", "recompute", "optimizer")
+"""The phases of a training step, in the order they run. "Model FLOPs" are all but
+``recompute`` (the forward ops activation checkpointing runs again during backward);
+"hardware FLOPs" are all of them."""
+
 
 class Status(str, Enum):
     """How an op was handled: every call node ends as exactly one of these."""
@@ -117,6 +122,9 @@ class OpRecord:
     status: Status
     reason: str = ""
     """Why an op is free or skipped; empty when counted."""
+    phase: str = "forward"
+    """Which part of a training step ran the op (see :data:`PHASES`); ``"forward"``
+    in a forward-only analysis."""
 
     @property
     def cost(self) -> Cost:
@@ -149,6 +157,7 @@ class OpRecord:
             "bytes_written": self.bytes_written,
             "status": self.status.value,
             "reason": self.reason,
+            "phase": self.phase,
         }
 
     @classmethod
@@ -167,6 +176,7 @@ class OpRecord:
             bytes_written=int(d["bytes_written"]),
             status=Status(d["status"]),
             reason=d.get("reason", ""),
+            phase=d.get("phase", "forward"),
         )
 
 

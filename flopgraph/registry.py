@@ -69,6 +69,9 @@ class Policy:
     fx: bool = True
     """Whether the table has rules for fx graphs too; a preset that only names aten
     ops (fvcore, torch) always runs the aten frontend."""
+    training: bool = True
+    """Whether the table counts a training step (backward and optimizer ops); fvcore's
+    convention is forward only."""
 
 
 def key_of(target: Target) -> Key:

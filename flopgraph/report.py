@@ -8,9 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .params import ParamStats
-from .records import Cost, OpRecord, SkippedOp, Status, TensorMeta
+from .records import PHASES, Cost, OpRecord, SkippedOp, Status, TensorMeta
+from .step import StepInfo
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: records carry their ``phase`` and a training analysis its ``step``; a version 1
+document (forward only) still reads."""
+_READS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,9 @@ class Report:
     records: tuple[OpRecord, ...]
     params: ParamStats
     modules: tuple[ModuleInfo, ...] = field(default_factory=tuple)
+    step: StepInfo | None = None
+    """What the training step was made of (loss, optimizer, attention counting, peak
+    memory); None for a forward-only analysis."""
 
     @property
     def macs(self) -> int:
@@ -67,22 +74,46 @@ class Report:
     def cost(self) -> Cost:
         return Cost(self.macs, self.flops)
 
-    def by_module(self) -> dict[str, Cost]:
+    @property
+    def model_flops(self) -> int:
+        """FLOPs of every phase but ``recompute``: the work the step needs, as MFU counts it."""
+        return sum(r.flops for r in self.records if r.phase != "recompute")
+
+    @property
+    def hardware_flops(self) -> int:
+        """FLOPs of every phase, recompute included: the work the device does (HFU)."""
+        return self.flops
+
+    def by_phase(self) -> dict[str, Cost]:
+        """Phase -> total cost, in step order; a forward-only analysis has ``forward``
+        alone, a training step every phase it ran (``optimizer`` only with one)."""
+        out: dict[str, Cost] = {}
+        for r in self.records:
+            out[r.phase] = out.get(r.phase, Cost()) + r.cost
+        out.setdefault("forward", Cost())
+        return {p: out[p] for p in (*PHASES, *sorted(set(out) - set(PHASES))) if p in out}
+
+    def by_module(self, phase: str | None = None) -> dict[str, Cost]:
         """Module path -> cumulative cost: each ancestor includes its descendants;
-        ``""`` is the whole model. Every module of the model appears, called or not."""
+        ``""`` is the whole model. Every module of the model appears, called or not.
+        ``phase`` keeps that phase's ops only (a backward op belongs to the module
+        whose forward op it differentiates; an optimizer op to its parameter's module)."""
         out: dict[str, Cost] = {m.path: Cost() for m in self.modules}
         out.setdefault("", Cost())
         for r in self.records:
-            if not (r.macs or r.flops):
+            if not (r.macs or r.flops) or (phase is not None and r.phase != phase):
                 continue
             for path in _ancestors(r.module):
                 out[path] = out.get(path, Cost()) + r.cost
         return out
 
-    def by_operator(self) -> dict[str, Cost]:
-        """Op name -> total cost of its occurrences, largest first."""
+    def by_operator(self, phase: str | None = None) -> dict[str, Cost]:
+        """Op name -> total cost of its occurrences (in ``phase`` only, if given),
+        largest first."""
         out: dict[str, Cost] = {}
         for r in self.records:
+            if phase is not None and r.phase != phase:
+                continue
             out[r.op] = out.get(r.op, Cost()) + r.cost
         return dict(sorted(out.items(), key=lambda kv: (-kv[1].flops, kv[0])))
 
@@ -119,12 +150,14 @@ class Report:
             "params": self.params.to_dict(),
             "modules": [dict(vars(m)) for m in self.modules],
             "records": [r.to_dict() for r in self.records],
+            "phases": {p: {"macs": c.macs, "flops": c.flops} for p, c in self.by_phase().items()},
+            "step": None if self.step is None else self.step.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Report:
         version = d.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in _READS:
             raise ValueError(
                 f"unsupported report schema_version {version!r} (expected {SCHEMA_VERSION})"
             )
@@ -140,6 +173,7 @@ class Report:
             records=tuple(OpRecord.from_dict(r) for r in d["records"]),
             params=ParamStats.from_dict(d["params"]),
             modules=tuple(ModuleInfo(**m) for m in d["modules"]),
+            step=StepInfo.from_dict(d["step"]) if d.get("step") else None,
         )
 
     def to_json(self, indent: int | None = None) -> str:

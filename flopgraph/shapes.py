@@ -131,11 +131,12 @@ class _Twins:
         return None if t is None else self.tensor(t)
 
     @contextmanager
-    def active(self, factories: bool = True) -> Iterator[None]:
-        """No autograd, the fake mode, and (unless ``factories`` is False: see
-        :meth:`factories`) the meta device for factories."""
+    def active(self, factories: bool = True, grad: bool = False) -> Iterator[None]:
+        """No autograd (unless ``grad``: a training step records its backward), the
+        fake mode, and (unless ``factories`` is False: see :meth:`factories`) the meta
+        device for factories."""
         with ExitStack() as stack:
-            stack.enter_context(torch.no_grad())
+            stack.enter_context(torch.enable_grad() if grad else torch.no_grad())
             if self.fake_mode is not None:
                 stack.enter_context(self.fake_mode)
             elif factories:

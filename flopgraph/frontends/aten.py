@@ -53,6 +53,12 @@ from .model_hooks import library_of
 from .quantized import quantized_modules
 
 _DATA_DEPENDENT = (DataDependentOutputException, DynamicOutputShapeException)
+_UNRECORDED = frozenset({"prim", "profiler"})  # device queries; the profiler's markers
+UNPLACED = "\0"
+"""Prefix of the module of a recomputed op that ran outside every module call."""
+_PASS_THROUGH = frozenset({torch.Tensor.backward, torch.autograd.backward, torch.autograd.grad})
+"""Calls that run a backward: not one torch call of the model's but many ops, each
+recorded on its own (with the torch calls a checkpointed segment makes again)."""
 _QUERIES = frozenset(
     getattr(torch.ops.aten, n).default
     for n in ("is_contiguous", "size", "stride", "storage_offset", "numel", "dim",
@@ -76,6 +82,9 @@ class AtenOp:
     out: Any
     module: str
     """Dotted path of the module the op ran in; ``""`` is the root."""
+    phase: str = "forward"
+    free: str = ""
+    """Why the op is free whatever its rule says (an optimizer's step counter)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,7 @@ class TorchCall:
     out: Any
     module: str
     ops: tuple[AtenOp, ...]
+    phase: str = "forward"
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,7 @@ class ModuleCall:
     path: str
     """Dotted path of the module; ``""`` is the root."""
     ops: tuple[AtenOp, ...]
+    phase: str = "forward"
 
 
 @dataclass(frozen=True)
@@ -154,6 +165,7 @@ class _Whole:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     ops: list[AtenOp]
+    phase: str = "forward"
 
 
 class _Recorder:
@@ -177,6 +189,15 @@ class _Recorder:
         self.frame: list[AtenOp] | None = None
         self.open: _Whole | None = None
         self.failure: _Failure | None = None
+        self.phase = "forward"
+        """The step's phase now running: ``forward``, ``backward`` (recompute is told
+        apart op by op, see :meth:`where`) or ``optimizer``."""
+        self.grads: dict[Any, str] | None = None
+        """Training only: autograd node -> the module whose forward made it, so that
+        each backward op is the module's (filled as the forward runs, see :meth:`claim`)."""
+        self.flow: Any = None
+        """Optimizer phase only: the ``training.Flow`` giving each op its parameter's
+        module and telling the step counters apart."""
 
     @property
     def path(self) -> str:
@@ -190,7 +211,10 @@ class _Recorder:
             if self.frame is None and self.whole is not None and self.whole(module) is not None:
                 # the module's type has a rule: its call is one record, its ops are parts
                 args = _[0] if _ else ()
-                self.open = _Whole(module, len(self.stack), to_meta(args), _call_kwargs(), [])
+                phase = self.where()[0]
+                self.open = _Whole(
+                    module, len(self.stack), to_meta(args), _call_kwargs(), [], phase
+                )
                 self.frame = self.open.ops
 
     def leave(self, module: torch.nn.Module, args: Any = (), *rest: Any) -> None:
@@ -200,6 +224,8 @@ class _Recorder:
             error = sys.exc_info()[1]
             if isinstance(error, Exception):
                 self.failed(error, type(module).__name__, args, {})
+            if self.grads is not None and rest:
+                self.claim(rest[0], self.path)
             whole = self.open
             if whole is not None and whole.shadow is module and whole.depth == len(self.stack):
                 self.open = self.frame = None
@@ -207,16 +233,26 @@ class _Recorder:
                 out = to_meta(rest[0]) if rest else None
                 if user is not None:  # on an error the trace fails anyway
                     self.items.append(
-                        ModuleCall(user, whole.args, whole.kwargs, out, self.path,
-                                   tuple(whole.ops))  # fmt: skip
+                        ModuleCall(
+                            user,
+                            whole.args,
+                            whole.kwargs,
+                            out,
+                            self.path,
+                            tuple(whole.ops),
+                            whole.phase,
+                        )  # fmt: skip
                     )
             self.stack.pop()
 
     def call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if self.frame is not None:  # a call made while running another (torch internals)
+        if self.frame is not None or self.flow is not None or func in _PASS_THROUGH:
+            # a call made while running another (torch internals), or by an optimizer
+            # (its aten ops are counted one by one, each placed by the optimizer's flow)
             return func(*args, **kwargs)
         frame: list[AtenOp] = []
-        self.frame, module = frame, self.path
+        self.frame = frame
+        phase, module = self.where() if self.grads is not None else ("forward", self.path)
         try:
             out = func(*args, **kwargs)
         except Exception as e:
@@ -224,11 +260,50 @@ class _Recorder:
             raise
         finally:
             self.frame = None
+        if self.grads is not None and phase != "backward":
+            self.claim(out, module)
         if frame:
             self.items.append(
-                TorchCall(func, to_meta(args), to_meta(kwargs), to_meta(out), module, tuple(frame))
+                TorchCall(
+                    func, to_meta(args), to_meta(kwargs), to_meta(out), module, tuple(frame), phase
+                )  # fmt: skip
             )
         return out
+
+    def where(self) -> tuple[str, str]:
+        """The phase and module of the op running now. In backward, an op runs inside
+        the autograd node of a forward op and belongs to that op's module; an op that
+        runs with grad enabled inside a node is activation checkpointing running a
+        forward segment again (``recompute``), in the modules it calls."""
+        if self.phase != "backward":
+            return self.phase, self.path
+        node = torch._C._current_autograd_node()
+        if node is None:  # the engine seeding the loss's gradient
+            return "backward", ""
+        owner = self.grads.get(node, "") if self.grads is not None else ""
+        if torch.is_grad_enabled():
+            # a segment checkpointed as a plain function (transformers checkpoints a
+            # layer's ``forward``, not its call) reruns outside any module hook: marked
+            # for ``training.place_recompute``, which gives it the segment's module
+            return "recompute", self.path or UNPLACED + owner
+        return "backward", owner
+
+    def claim(self, value: Any, path: str) -> None:
+        """Give ``path`` every autograd node behind ``value`` that no earlier call
+        claimed: the nodes this call (or module) created."""
+        grads = self.grads
+        assert grads is not None
+        path = path.removeprefix(UNPLACED)
+        todo: list[Any] = [
+            t.grad_fn for t in tree_leaves(value)
+            if isinstance(t, torch.Tensor) and t.grad_fn is not None
+        ]  # fmt: skip
+        while todo:
+            node = todo.pop()
+            if node is None or node in grads:
+                continue
+            grads[node] = path
+            todo.extend(n for n, _ in node.next_functions)
 
     def op(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
@@ -236,15 +311,29 @@ class _Recorder:
             if operands is not None:
                 _check_dtypes([args[i] for i in operands if i < len(args)], str(func))
             out = MISS if self.fast is None else self.fast(func, args, kwargs)
-            if out is MISS:
+            if out is MISS and self.flow is not None:
+                out = self.flow.run(func, args, kwargs)
+            elif out is MISS:
                 out = func(*args, **kwargs)
         except Exception as e:
             self.failed(e, str(func), args, kwargs)
             raise
-        if func.namespace != "prim" and func not in _QUERIES:
-            rec = AtenOp(func, to_meta(args), to_meta(kwargs), to_meta(out), self.path)
+        if func.namespace not in _UNRECORDED and func not in _QUERIES:
+            if self.grads is None:
+                rec = AtenOp(func, to_meta(args), to_meta(kwargs), to_meta(out), self.path)
+            else:
+                rec = self.step_op(func, args, kwargs, out)
             (self.frame if self.frame is not None else self.items).append(rec)
         return out
+
+    def step_op(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> AtenOp:
+        """The record of an op of a training step, with its phase and module."""
+        free = ""
+        if self.flow is not None:
+            phase, (module, free) = "optimizer", self.flow.place(func, args, kwargs, out)
+        else:
+            phase, module = self.where()
+        return AtenOp(func, to_meta(args), to_meta(kwargs), to_meta(out), module, phase, free)
 
     def failed(self, e: Exception, label: str, args: Any, kwargs: Any, call: bool = False) -> None:
         """Remember where ``e`` first went through the recorder (an op, then the torch

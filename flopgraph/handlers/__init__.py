@@ -15,6 +15,7 @@ from . import (  # noqa: F401
     aten,
     aten_composite,
     attention,
+    backward,
     contractions,
     elementwise,
     fft,
@@ -30,6 +31,9 @@ from . import (  # noqa: F401
 )
 from .context import OpContext
 from .table import DEFAULT, forms
+
+# built from the forward rules above: after all of them
+backward.install(DEFAULT, lambda: DEFAULT)
 
 
 def _torchvision(registry: Registry) -> None:

@@ -82,3 +82,8 @@ class OpContext:
         for m in self.outputs:
             return m
         raise ValueError(f"{self.node}: the op has no tensor output")
+
+
+class NotCounted(Exception):  # noqa: N818 (a signal, not an error of the user's)
+    """Raised by a handler that cannot count its op (a part of it has no rule): the op
+    is listed as skipped with this message as its reason, never counted as 0."""

@@ -176,7 +176,11 @@ def _targets(*items: Any) -> Iterable[Any]:
 
 
 def _build() -> Registry:
-    t = Registry(policy=Policy(unknown_aten=NOT_COUNTED, unknown_builtin=NOT_COUNTED, fx=False))
+    t = Registry(
+        policy=Policy(
+            unknown_aten=NOT_COUNTED, unknown_builtin=NOT_COUNTED, fx=False, training=False
+        )
+    )
     whole: list[tuple[Iterable[Any], Rule]] = [
         ([aten.linear], Rule("linear", linear)),
         ([aten.matmul, torch.Tensor.__matmul__, torch.Tensor.__rmatmul__], Rule("matmul", matmul)),

@@ -28,8 +28,14 @@ COUNTED = (
     aten.mm, aten.addmm, aten.bmm, aten.baddbmm, aten.convolution, aten._convolution,
     aten._scaled_dot_product_flash_attention_for_cpu, aten._scaled_dot_product_flash_attention,
     aten._scaled_dot_product_efficient_attention, aten._scaled_dot_product_cudnn_attention,
+    aten.convolution_backward,
+    aten._scaled_dot_product_flash_attention_for_cpu_backward,
+    aten._scaled_dot_product_flash_attention_backward,
+    aten._scaled_dot_product_efficient_attention_backward,
+    aten._scaled_dot_product_cudnn_attention_backward,
 )  # fmt: skip
-"""Aten ops FlopCounterMode has a forward formula for (and that the aten frontend sees)."""
+"""Aten ops FlopCounterMode has a formula for (and that the aten frontend sees), forward
+and backward; the gradients of linear and matmul are plain mm/bmm ops."""
 
 WHOLE = (
     F.scaled_dot_product_attention, aten.scaled_dot_product_attention, aten.lstm, aten.gru,

@@ -1,0 +1,414 @@
+"""Training steps (spec section G): forward, backward, recompute and optimizer phases.
+
+Every expected count is derived here by hand from section G: gradients of
+contractions have the forward's MACs, a bias gradient is a sum, other backward ops
+count as the forward rules applied to torch's decomposition of them (written out
+below where a test needs it), the optimizer counts per parameter element. The torch
+preset is checked against FlopCounterMode around a real CPU forward and backward.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import assert_untouched, snapshot
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.checkpoint import checkpoint
+
+import flopgraph
+from flopgraph import Cost, InputError
+
+N, I, H, O = 3, 8, 16, 4  # batch, input, hidden, output  # noqa: E741
+
+
+def mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(I, H), nn.ReLU(), nn.Linear(H, O))
+
+
+def x_in(requires_grad: bool = False) -> torch.Tensor:
+    return torch.randn(N, I, requires_grad=requires_grad)
+
+
+# --- forward and backward -------------------------------------------------------------
+
+
+def test_mlp_backward_is_twice_the_forward_but_the_first_grad_input():
+    r = flopgraph.analyze(mlp(), x_in(), training=True)
+    fwd_macs = N * I * H + N * H * O
+    # layer 2: grad-input and grad-weight (N*H*O each), bias grad N*O - O;
+    # ReLU backward: where(x <= 0, 0, grad), 1 per element; layer 1: grad-weight only
+    # (the input asks for no gradient), bias grad N*H - H
+    back_macs = 2 * fwd_macs - N * I * H
+    back_flops = 2 * back_macs + (N * O - O) + N * H + (N * H - H)
+    assert r.by_phase()["backward"] == Cost(back_macs, back_flops)
+    # forward: two linears with bias, the ReLU, and the loss (sum of N*O: N*O - 1)
+    fwd_flops = 2 * fwd_macs + N * H + N * O + N * H + (N * O - 1)
+    assert r.by_phase()["forward"] == Cost(fwd_macs, fwd_flops)
+    assert list(r.by_phase()) == ["forward", "backward"]  # no optimizer asked for
+    assert r.step is not None and r.step.loss == "output.sum()" and r.step.optimizer == ""
+    back = r.by_module(phase="backward")
+    assert back["0"] == Cost(N * I * H, 2 * N * I * H + N * H - H)
+    assert back["1"] == Cost(0, N * H)
+    assert back["2"] == Cost(2 * N * H * O, 4 * N * H * O + N * O - O)
+
+
+def test_mlp_with_an_input_that_requires_grad_pays_the_first_grad_input():
+    without = flopgraph.analyze(mlp(), x_in(), training=True).by_phase()["backward"]
+    with_grad = flopgraph.analyze(mlp(), x_in(True), training=True).by_phase()["backward"]
+    assert with_grad.macs - without.macs == N * I * H
+    assert with_grad.flops - without.flops == 2 * N * I * H
+
+
+def test_conv_batch_norm_relu_block():
+    torch.manual_seed(0)
+    block = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+    block.train()
+    x = torch.randn(2, 3, 8, 8)
+    r = flopgraph.analyze(block, x, training=True)
+    n, c = 2 * 8 * 8 * 8, 8
+    conv = n * 3 * 3 * 3  # numel(out) * Cin * k * k
+    # batch norm backward, torch's decomposition (train, affine, every gradient):
+    #   sum(grad) n - C; x - mean n; grad * (x - mean) n; its sum n - C;
+    #   grad_mean C; proj_scale 3C; grad_scale C; grad_input 5n; grad_weight C
+    bn_back = 9 * n + 4 * c
+    # the conv's input needs no gradient: its weight gradient only, no bias
+    assert r.by_phase()["backward"] == Cost(conv, 2 * conv + bn_back + n)
+    assert r.by_module(phase="backward")["1"] == Cost(0, bn_back)
+
+
+class Block(nn.Module):
+    """Pre-norm causal self-attention with a residual: layer norm, qkv, SDPA, proj."""
+
+    def __init__(self, d: int = 8, heads: int = 2) -> None:
+        super().__init__()
+        self.ln, self.heads = nn.LayerNorm(d), heads
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.proj = nn.Linear(d, d, bias=False)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln(x)).split(d, -1)
+        q, k, v = (u.reshape(b, t, self.heads, d // self.heads).transpose(1, 2) for u in (q, k, v))
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return x + self.proj(a.transpose(1, 2).reshape(b, t, d))
+
+
+@pytest.mark.parametrize("input_grad", [False, True])
+def test_transformer_block(input_grad):
+    b, t, d, h = 2, 5, 8, 2
+    e = d // h
+    x = torch.randn(b, t, d, requires_grad=input_grad)
+    r = flopgraph.analyze(Block(d, h), x, training=True)
+    n, rows = b * t * d, b * t
+    linears = b * t * d * d + b * t * d * 3 * d  # proj, qkv: grad-input and grad-weight each
+    # attention backward (section G's fused formula): B*L*S*(3E + 2Ev) MACs, per score
+    # 1 scale + 1 mask + 2 probabilities + 2 dS + 1 scale of dS, per row D: 2Ev - 1
+    scores = b * h * t * t
+    attn = Cost(scores * 5 * e, 2 * scores * 5 * e + 7 * scores + b * h * t * (2 * e - 1))
+    if input_grad:
+        # layer norm backward, torch's decomposition (M rows of N = d):
+        #   x_hat 2n; grad*weight n; a n; b n - M; c1 n; c2 n - M; c3 n; a - b - c3 2n;
+        #   rstd / N M and its product n; weight grad n + (n - N); bias grad n - N
+        ln = 14 * n - rows - 2 * d
+        accumulate = n  # x's gradient: the residual's plus the layer norm's
+    else:
+        # no input gradient: only the weight and bias terms reach a result
+        ln, accumulate = 2 * n + n + (n - d) + (n - d), 0
+    back = r.by_phase()["backward"]
+    assert back == Cost(2 * linears + attn.macs, 4 * linears + attn.flops + ln + accumulate)
+    # autograd sums x's two gradients as the layer norm's backward hands its one over
+    assert r.by_module(phase="backward")["ln"] == Cost(0, ln + accumulate)
+    assert r.skipped == {}
+
+
+# --- frozen layers and LoRA -----------------------------------------------------------
+
+
+def test_frozen_backbone_with_a_trainable_head():
+    model = mlp()
+    model[0].requires_grad_(False)
+    r = flopgraph.analyze(model, x_in(), training=True)
+    # nothing before the head needs a gradient: its weight gradient and bias sum only
+    assert r.by_phase()["backward"] == Cost(N * H * O, 2 * N * H * O + N * O - O)
+
+
+class LoRA(nn.Module):
+    def __init__(self, base: nn.Linear, rank: int, scale: float) -> None:
+        super().__init__()
+        self.base = base.requires_grad_(False)
+        self.a = nn.Linear(base.in_features, rank, bias=False)
+        self.b = nn.Linear(rank, base.out_features, bias=False)
+        self.scale = scale
+
+    def forward(self, x):
+        return self.base(x) + self.b(self.a(x)) * self.scale
+
+
+def test_lora_layer_pays_the_frozen_grad_input_only():
+    torch.manual_seed(0)
+    r_ = 2
+    model = nn.Sequential(nn.Linear(I, H), LoRA(nn.Linear(H, O), r_, 0.5))
+    r = flopgraph.analyze(model, x_in(), training=True)
+    lora_macs = 2 * N * O * r_ + 2 * N * r_ * H  # b and a: grad-input and grad-weight
+    frozen = N * O * H  # the frozen layer's grad-input, no weight or bias gradient
+    first = N * I * H  # the first layer's grad-weight (no grad-input)
+    macs = lora_macs + frozen + first
+    # scale's backward N*O; h's two gradients summed N*H; first bias N*H - H
+    flops = 2 * macs + N * O + N * H + (N * H - H)
+    assert r.by_phase()["backward"] == Cost(macs, flops)
+    # h's two gradients are summed as the later one (the frozen layer's) arrives
+    assert r.by_module(phase="backward")["1.base"] == Cost(frozen, 2 * frozen + N * H)
+
+
+# --- recompute ------------------------------------------------------------------------
+
+
+class Checkpointed(nn.Module):
+    def __init__(self, reentrant: bool) -> None:
+        super().__init__()
+        self.a = nn.Linear(I, H)
+        self.seg = nn.Sequential(nn.Linear(H, H), nn.GELU(), nn.Linear(H, H))
+        self.b = nn.Linear(H, O)
+        self.reentrant = reentrant
+
+    def forward(self, x):
+        return self.b(checkpoint(self.seg, self.a(x), use_reentrant=self.reentrant))
+
+
+def test_checkpointed_segment_is_recomputed():
+    r = flopgraph.analyze(Checkpointed(reentrant=True), x_in(), training=True)
+    linear = Cost(N * H * H, 2 * N * H * H + N * H)
+    segment = Cost(2 * linear.macs, 2 * linear.flops + N * H)  # two linears and a GELU
+    assert r.by_module(phase="forward")["seg"] == segment
+    assert r.by_module(phase="recompute")["seg"] == segment
+    assert r.by_phase()["recompute"] == segment
+    assert r.hardware_flops == r.flops and r.model_flops == r.flops - segment.flops
+    plain = flopgraph.analyze(Checkpointed(reentrant=True), x_in(), training=True)
+    assert plain.by_phase()["backward"] == r.by_phase()["backward"]
+
+
+def test_non_reentrant_checkpoint_stops_at_the_last_tensor_backward_needs():
+    # torch reruns the segment only until the last tensor the backward needs is back:
+    # the second linear's input (the GELU's output); the linear itself is not rerun
+    r = flopgraph.analyze(Checkpointed(reentrant=False), x_in(), training=True)
+    linear = Cost(N * H * H, 2 * N * H * H + N * H)
+    assert r.by_phase()["recompute"] == Cost(linear.macs, linear.flops + N * H)
+
+
+# --- the optimizer --------------------------------------------------------------------
+
+P = I * H + H + H * O + O  # the MLP's parameters
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "per_element"),
+    [
+        ("sgd", 1),  # p.add_(grad, alpha=-lr): the scalar factor folds into the add
+        (lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9), 3),  # buf*m + grad; p + buf
+        ("adam", 9),  # lerp 1, mul 1, addcmul 2, sqrt 1, div 1, add eps 1, addcdiv 2
+        ("adamw", 10),  # Adam's 9 and the decoupled weight decay multiply
+    ],
+    ids=["sgd", "sgd-momentum", "adam", "adamw"],
+)
+def test_optimizer_step_per_parameter_element(optimizer, per_element):
+    r = flopgraph.analyze(mlp(), x_in(), training=True, optimizer=optimizer)
+    assert r.by_phase()["optimizer"] == Cost(0, per_element * P)
+    by_module = r.by_module(phase="optimizer")
+    assert by_module["0"] == Cost(0, per_element * (I * H + H))
+    assert by_module["2"] == Cost(0, per_element * (H * O + O))
+    # Adam's step counter is a 0-d tensor on the CPU: free, as Python arithmetic
+    counters = [rec for rec in r.records if "step count" in rec.reason]
+    assert len(counters) == (4 if per_element >= 9 else 0)  # one per parameter tensor
+    assert all(rec.phase == "optimizer" and rec.op == "add" for rec in counters)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_foreach_kernels_count_as_the_per_tensor_ops(name):
+    cls = getattr(torch.optim, name)
+    counts = [
+        flopgraph.analyze(
+            mlp(), x_in(), training=True,
+            optimizer=lambda ps, fe=fe: cls(ps, lr=0.1, foreach=fe),
+        ).by_phase()["optimizer"]
+        for fe in (False, True)
+    ]  # fmt: skip
+    assert counts[0] == counts[1] and counts[0].flops > 0
+
+
+def test_frozen_parameters_are_not_updated():
+    model = mlp()
+    model[0].requires_grad_(False)
+    r = flopgraph.analyze(model, x_in(), training=True, optimizer="adamw")
+    assert r.by_phase()["optimizer"] == Cost(0, 10 * (H * O + O))
+
+
+# --- the forward phase, the loss, and the report --------------------------------------
+
+
+def test_forward_phase_equals_a_forward_analysis_in_training_mode():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(I, H), nn.Dropout(0.5), nn.GELU(), nn.Linear(H, O)).train()
+    x = x_in()
+    step = flopgraph.analyze(model, x, training=True)
+    forward = flopgraph.analyze(model, x)
+    fwd = step.by_module(phase="forward")
+    for path, cost in forward.by_module().items():
+        if path:  # the root also holds the loss: sum over N*O outputs
+            assert fwd[path] == cost, path
+    assert fwd[""] == forward.cost + Cost(0, N * O - 1)
+    assert fwd["1"] == Cost(0, N * H)  # dropout in training mode: 1 per element
+
+
+def test_a_loss_callable_and_an_output_loss():
+    target = torch.randn(N, O)
+    r = flopgraph.analyze(mlp(), x_in(), training=True, loss=lambda out: F.mse_loss(out, target))
+    assert r.step is not None and "lambda" in r.step.loss
+    # mse_loss by torch's decomposition: subtract, square, mean (n adds and a divide)
+    plain = flopgraph.analyze(mlp(), x_in(), training=True, loss=lambda out: out.sum())
+    fwd_extra = r.by_phase()["forward"].flops - plain.by_phase()["forward"].flops
+    assert fwd_extra == (N * O + N * O + N * O) - (N * O - 1)
+
+
+def test_json_carries_phases_and_the_step():
+    r = flopgraph.analyze(mlp(), x_in(), training=True, optimizer="sgd")
+    again = flopgraph.Report.from_json(r.to_json())
+    assert again.by_phase() == r.by_phase() and again.step == r.step
+    assert r.to_dict()["phases"]["optimizer"] == {"macs": 0, "flops": P}
+
+
+# --- untouched, and clear errors ------------------------------------------------------
+
+
+def test_model_grads_and_the_users_optimizer_are_untouched():
+    model = mlp()
+    x = x_in()
+    model(x).sum().backward()  # the user has gradients and an optimizer with state
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    opt.step()
+    before = snapshot(model)
+    state = {k: {n: v.clone() for n, v in s.items()} for k, s in opt.state.items()}
+    r = flopgraph.analyze(model, x, training=True, optimizer=opt)
+    assert r.step is not None and r.step.optimizer == "AdamW"
+    assert r.by_phase()["optimizer"] == Cost(0, 10 * P)
+    assert_untouched(model, before)
+    for k, s in opt.state.items():
+        for n, v in s.items():
+            assert torch.equal(v, state[k][n])
+
+
+def test_untouched_after_a_failing_loss():
+    model = mlp()
+    before = snapshot(model)
+
+    def broken(out):
+        raise ValueError("no loss here")
+
+    with pytest.raises(flopgraph.FlopgraphError, match="no loss here"):
+        flopgraph.analyze(model, x_in(), training=True, loss=broken)
+    assert_untouched(model, before)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"loss": lambda out: out}, "one element"),
+        ({"optimizer": "lamb"}, "unknown optimizer 'lamb'"),
+        ({"frontend": "fx"}, "aten frontend"),
+        ({"convention": "fvcore"}, "forward passes only"),
+    ],
+)
+def test_clear_errors(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        flopgraph.analyze(mlp(), x_in(), training=True, **kwargs)
+
+
+def test_loss_and_optimizer_need_training():
+    with pytest.raises(InputError, match="training=True"):
+        flopgraph.analyze(mlp(), x_in(), optimizer="sgd")
+
+
+def test_a_fully_frozen_model_has_no_backward():
+    model = mlp().requires_grad_(False)
+    with pytest.raises(InputError, match="does not require grad"):
+        flopgraph.analyze(model, x_in(), training=True)
+
+
+# --- the torch preset against FlopCounterMode around a real step ----------------------
+
+
+def flop_counter_step(model, args, kwargs, loss) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        loss(model(*args, **kwargs)).backward()
+    model.zero_grad(set_to_none=True)
+    return fc.get_total_flops()
+
+
+def _transformers(name: str):
+    transformers = pytest.importorskip("transformers")
+    if name == "gpt2":
+        config = transformers.GPT2Config(
+            n_layer=2, n_embd=64, n_head=4, vocab_size=100, n_positions=64
+        )
+        return transformers.GPT2LMHeadModel(config)
+    config = transformers.LlamaConfig(
+        num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=100,
+    )  # fmt: skip
+    return transformers.LlamaForCausalLM(config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_torch_preset_equals_flop_counter_mode_on_language_models(name):
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = _transformers(name).train()
+        ids = torch.randint(0, 100, (2, 16))
+        kwargs = {"input_ids": ids, "labels": ids}
+        # the math attention kernel on both sides: FlopCounterMode has no formula for the
+        # fused CPU kernels (docs/why-tools-disagree.md)
+        with sdpa_kernel(SDPBackend.MATH):
+            expected = flop_counter_step(model, (), kwargs, lambda out: out.loss)
+            r = flopgraph.analyze(model, kwargs=kwargs, training=True, convention="torch")
+    assert r.flops == expected
+    assert r.step is not None and r.step.loss == "output.loss"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "vit_b_16"])
+def test_torch_preset_equals_flop_counter_mode_on_torchvision(name):
+    models = pytest.importorskip("torchvision.models")
+    torch.manual_seed(0)
+    model = getattr(models, name)().train()
+    x = torch.randn(1, 3, 224, 224)
+    with sdpa_kernel(SDPBackend.MATH):
+        expected = flop_counter_step(model, (x,), {}, lambda out: out.sum())
+        r = flopgraph.analyze(model, x, training=True, convention="torch")
+    assert r.flops == expected
+
+
+@pytest.mark.slow
+def test_gradient_checkpointing_in_transformers_is_recompute():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = _transformers("gpt2").train()
+        ids = torch.randint(0, 100, (2, 16))
+        kwargs = {"input_ids": ids, "labels": ids}
+        plain = flopgraph.analyze(model, kwargs=kwargs, training=True)
+        model.gradient_checkpointing_enable()
+        ckpt = flopgraph.analyze(model, kwargs=kwargs, training=True)
+    assert "recompute" not in plain.by_phase()
+    assert ckpt.model_flops == plain.flops  # model FLOPs do not change
+    recompute = ckpt.by_module(phase="recompute")
+    for i in range(2):
+        layer = f"transformer.h.{i}"
+        assert recompute[f"{layer}.attn"] == plain.by_module(phase="forward")[f"{layer}.attn"]
+    assert ckpt.by_phase()["recompute"].macs == plain.by_module(phase="forward")["transformer.h"].macs
