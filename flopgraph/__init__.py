@@ -20,9 +20,11 @@ from .errors import (
 from .frontends.model_hooks import part_of_model
 from .handlers.context import OpContext
 from .inputs import TensorSpec
+from .mfu import PEAK_FLOPS, Utilization, utilization
 from .params import ParamStats
 from .records import Cost, OpRecord, SkippedOp, Status, TensorMeta
 from .report import FrontendInfo, ModuleInfo, Report
+from .step import StepInfo, StepMemory
 
 __version__ = "0.1.0"
 
@@ -37,6 +39,7 @@ __all__ = [
     "ModuleInfo",
     "OpContext",
     "OpRecord",
+    "PEAK_FLOPS",
     "ParamStats",
     "PropagationError",
     "RegistryError",
@@ -44,12 +47,16 @@ __all__ = [
     "SkippedOp",
     "SkippedOpWarning",
     "Status",
+    "StepInfo",
+    "StepMemory",
     "TensorMeta",
     "TensorSpec",
     "TraceError",
+    "Utilization",
     "__version__",
     "analyze",
     "compare",
     "part_of_model",
     "register",
+    "utilization",
 ]

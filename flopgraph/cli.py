@@ -103,6 +103,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format", choices=FORMATS, help="default: table, or what the -o file's suffix says"
     )
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="count one training step: forward, loss, backward (and --optimizer's step)",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=("sgd", "adam", "adamw"),
+        help="with --train: one step of this optimizer (torch's defaults)",
+    )
+    p.add_argument(
+        "--loss",
+        default="auto",
+        choices=("auto", "sum", "mean"),
+        help="with --train: the output's .loss, else its sum (auto), or the sum or mean "
+        "of the output (its logits or first tensor)",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
     p.add_argument(
         "--compare",
@@ -206,16 +223,49 @@ def _run(ns: argparse.Namespace) -> None:
     if ns.compare:
         _emit_comparison(_comparison(loaded.model, inputs, ns), fmt, ns)
         return
+    if not ns.train and (ns.optimizer or ns.loss != "auto"):
+        raise UsageError("--optimizer and --loss describe a training step: add --train")
+    step: dict[str, Any] = {}
+    if ns.train:  # the CLI built this model: a training step runs it in training mode
+        loaded.model.train()
+        step = {"training": True, "optimizer": ns.optimizer, "loss": _LOSSES[ns.loss]}
     with _progress(ns) as progress:
         report = analyze_module.analyze(
             loaded.model, inputs.args, kwargs=dict(inputs.kwargs), convention=ns.convention,
-            frontend=ns.frontend, progress=progress,
+            frontend=ns.frontend, progress=progress, **step,
         )  # fmt: skip
     view = View(by=ns.by, depth=ns.depth, top=ns.top, units=ns.units)
     if ns.output or fmt not in ("table", "tree"):
         _write(render_text(report, fmt, view, _FILE_WIDTH), ns)
     else:
         _console().print(terminal_view(report, fmt, view))
+
+
+def _first_tensor(out: Any) -> Any:
+    """The tensor a CLI loss reduces: the output, its logits, or its first tensor."""
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    values = out.values() if isinstance(out, dict) else out
+    for v in values if isinstance(values, (tuple, list)) or hasattr(values, "__iter__") else ():
+        if isinstance(v, torch.Tensor):
+            return v
+    raise InputError(f"the model returned {type(out).__name__}, with no tensor to reduce")
+
+
+def _sum(out: Any) -> Any:
+    return _first_tensor(out).sum()
+
+
+def _mean(out: Any) -> Any:
+    return _first_tensor(out).mean()
+
+
+_LOSSES: dict[str, Any] = {"auto": None, "sum": _sum, "mean": _mean}
 
 
 def _console(stderr: bool = False) -> Console:

@@ -412,3 +412,136 @@ def test_gradient_checkpointing_in_transformers_is_recompute():
         layer = f"transformer.h.{i}"
         assert recompute[f"{layer}.attn"] == plain.by_module(phase="forward")[f"{layer}.attn"]
     assert ckpt.by_phase()["recompute"].macs == plain.by_module(phase="forward")["transformer.h"].macs
+
+
+# --- peak memory ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("optimizer", "state_per_element"), [("sgd", 0), ("adamw", 2)])
+def test_peak_memory_of_a_step_in_parts(optimizer, state_per_element):
+    r = flopgraph.analyze(mlp(), x_in(), training=True, optimizer=optimizer)
+    assert r.step is not None and r.step.memory is not None
+    mem = r.step.memory
+    assert mem.parameters == 4 * P  # float32 parameters (the MLP has no buffers)
+    assert mem.gradients == 4 * P  # every gradient is live when the step peaks
+    # Adam's two moments per element, and a 0-d float32 step count per tensor
+    assert mem.optimizer_state == 4 * state_per_element * P + (4 * 4 if state_per_element else 0)
+    assert mem.peak == mem.parameters + mem.gradients + mem.optimizer_state + mem.activations
+    assert mem.activations >= 4 * N * I  # the input at least
+
+
+def test_a_forward_only_analysis_has_no_step():
+    r = flopgraph.analyze(mlp(), x_in())
+    assert r.step is None and r.by_phase() == {"forward": r.cost}
+
+
+# --- a Llama-70B-shaped step, against its closed form ---------------------------------
+
+
+def llama_70b_config(layers: int):
+    transformers = pytest.importorskip("transformers")
+    return transformers.LlamaConfig(
+        hidden_size=8192, intermediate_size=28672, num_hidden_layers=layers,
+        num_attention_heads=64, num_key_value_heads=8, vocab_size=128256,
+        max_position_embeddings=8192, use_cache=False,
+    )  # fmt: skip
+
+
+def llama_step_closed_form(config, tokens: int) -> dict[str, int]:
+    """The MACs of each phase, the forward FLOPs of the model's modules, the optimizer's
+    FLOPs and the step's memory parts for a Llama step at 1 x ``tokens`` with AdamW."""
+    from test_closed_form import llama_closed_form
+
+    d, heads, kv = config.hidden_size, config.num_attention_heads, config.num_key_value_heads
+    hd, layers, v, inter = d // heads, config.num_hidden_layers, config.vocab_size, (
+        config.intermediate_size
+    )
+    forward = llama_closed_form(config, tokens)
+    # per layer: q, k, v, o, gate, up, down; and the embedding, norms, lm_head
+    per_layer = 2 * d * d + 2 * d * kv * hd + 3 * d * inter + 2 * d
+    params = layers * per_layer + 2 * v * d + d
+    tensors = layers * 9 + 3
+    attention = layers * 2 * heads * tokens * tokens * hd  # forward: scores and values
+    return {
+        "forward_macs": forward.macs,
+        "forward_flops": forward.flops,
+        # every linear computes its grad-weight and grad-input (its input comes from the
+        # trainable embedding); the fused attention backward is 5 products of the square
+        # where the forward has 2
+        "backward_macs": 2 * (forward.macs - attention) + attention // 2 * 5,
+        "optimizer_flops": 10 * params,
+        # and the rotary embedding's two buffers, inv_freq and original_inv_freq
+        "parameters": 4 * params + 2 * 4 * (hd // 2),
+        "gradients": 4 * params,
+        "optimizer_state": 8 * params + 4 * tensors,
+    }
+
+
+@pytest.mark.slow
+def test_llama_70b_shaped_step_is_its_closed_form():
+    config = llama_70b_config(layers=2)
+    transformers = pytest.importorskip("transformers")
+    with torch.device("meta"):
+        model = transformers.LlamaForCausalLM(config).train()
+    ids = torch.zeros(1, 4096, dtype=torch.long, device="meta")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = flopgraph.analyze(
+            model, kwargs={"input_ids": ids, "labels": ids}, training=True, optimizer="adamw"
+        )
+    want = llama_step_closed_form(config, 4096)
+    phases = r.by_phase()
+    assert r.skipped == {} and list(phases) == ["forward", "backward", "optimizer"]
+    assert phases["forward"].macs == want["forward_macs"]
+    assert phases["backward"].macs == want["backward_macs"]
+    assert phases["optimizer"] == Cost(0, want["optimizer_flops"])
+    # the forward of every module (the loss runs at the root, outside them)
+    modules = [m for m in r.by_module(phase="forward") if m and "." not in m]
+    assert sum(r.by_module(phase="forward")[m].flops for m in modules) == want["forward_flops"]
+    mem = r.step.memory
+    assert (mem.parameters, mem.gradients, mem.optimizer_state) == (
+        want["parameters"], want["gradients"], want["optimizer_state"]
+    )
+
+
+# --- MFU ------------------------------------------------------------------------------
+
+
+def test_mfu_and_hfu_of_a_checkpointed_step():
+    r = flopgraph.analyze(Checkpointed(reentrant=True), x_in(), training=True)
+    u = flopgraph.utilization(r, seconds=0.5, peak=10_000.0, devices=2)
+    assert u.peak_flops_per_s == 20_000.0
+    assert u.mfu == r.model_flops / 0.5 / 20_000.0 and u.hfu == r.flops / 0.5 / 20_000.0
+    assert u.hfu > u.mfu  # the recompute is hardware work, not model work
+    h100 = flopgraph.utilization(r, seconds=1.0, accelerator="h100", dtype="bfloat16")
+    assert h100.peak_flops_per_s == 989.4e12
+    with pytest.raises(InputError, match="unknown accelerator"):
+        flopgraph.utilization(r, seconds=1.0, accelerator="abacus")
+    with pytest.raises(InputError, match="no float64 peak"):
+        flopgraph.utilization(r, seconds=1.0, accelerator="A100", dtype="float64")
+
+
+# --- the command line -----------------------------------------------------------------
+
+
+def test_cli_train_writes_phases_to_json(tmp_path, capsys):
+    from flopgraph.cli import main
+
+    out = tmp_path / "step.json"
+    code = main(["lenet", "--train", "--optimizer", "adamw", "-o", str(out), "--quiet"])
+    assert code == 0
+    r = flopgraph.Report.from_json(out.read_text())
+    assert r.step is not None and r.step.optimizer == "AdamW"
+    assert list(r.by_phase()) == ["forward", "backward", "optimizer"]
+    assert r.by_phase()["optimizer"] == Cost(0, 10 * r.params.trainable)
+    assert all(rec.phase in ("forward", "backward", "optimizer") for rec in r.records)
+
+
+def test_cli_train_table_shows_phase_columns(capsys):
+    from flopgraph.cli import main
+
+    assert main(["lenet", "--train", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "backward FLOPs" in text and "peak memory" in text
+    assert main(["lenet", "--optimizer", "sgd", "--quiet"]) == 2
+    assert "add --train" in capsys.readouterr().err

@@ -195,6 +195,8 @@ class _Recorder:
         self.grads: dict[Any, str] | None = None
         """Training only: autograd node -> the module whose forward made it, so that
         each backward op is the module's (filled as the forward runs, see :meth:`claim`)."""
+        self.memory: Any = None
+        """Training only: the ``training._Memory`` following live tensor bytes."""
         self.flow: Any = None
         """Optimizer phase only: the ``training.Flow`` giving each op its parameter's
         module and telling the step counters apart."""
@@ -333,6 +335,9 @@ class _Recorder:
             phase, (module, free) = "optimizer", self.flow.place(func, args, kwargs, out)
         else:
             phase, module = self.where()
+        if self.memory is not None:
+            self.memory.see(out)
+            self.memory.mark(f"{phase}:{func.overloadpacket.__name__}")
         return AtenOp(func, to_meta(args), to_meta(kwargs), to_meta(out), module, phase, free)
 
     def failed(self, e: Exception, label: str, args: Any, kwargs: Any, call: bool = False) -> None:

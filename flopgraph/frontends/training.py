@@ -14,6 +14,7 @@ state are the twins' own.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -107,7 +108,8 @@ def _step(
     owners = _trainable_twins(model, twins)
     recorder = _Recorder(paths, fast_fake(twins.fake_mode), _ruled_modules(model, twins, registry))
     recorder.grads = {}
-    memory = _Memory(owners)
+    memory = recorder.memory = _Memory()
+    memory.see([twins.tensor(t) for t in (*model.parameters(), *model.buffers())])
 
     def twin(v: Any) -> Any:
         if not isinstance(v, torch.Tensor):
@@ -118,6 +120,8 @@ def _step(
         return t
 
     t_args, t_kwargs = tree_map(twin, args), tree_map(twin, dict(kwargs))
+    memory.see((t_args, t_kwargs))
+    state: set[int] = set()
     name, label = "", ""
     try:
         with twins.active(grad=True), _recording(recorder):
@@ -133,10 +137,14 @@ def _step(
                 recorder.phase, recorder.flow = "optimizer", _Flow(owners)
                 # the first step creates the optimizer's state (SGD's momentum buffer is
                 # a copy of the gradient): a step as training runs it is the second
-                warm_up = len(recorder.items)
+                warm_up, marks = len(recorder.items), len(memory.marks)
                 opt.step()
-                del recorder.items[warm_up:]
+                del recorder.items[warm_up:], memory.marks[marks:]
                 opt.step()
+                state = {
+                    seq for s in opt.state.values() for v in s.values()
+                    if isinstance(v, torch.Tensor) and (seq := memory.seq_of(v)) is not None
+                }  # fmt: skip
     except InputError:
         raise
     except _DATA_DEPENDENT as e:
@@ -155,9 +163,15 @@ def _step(
             "the model is in eval mode: dropout and batch norm count as in eval "
             "(call model.train() first for a training step's forward)"
         )
+    parameters = {memory.seq_of(twins.tensor(t)) for t in (*model.parameters(), *model.buffers())}
+    grads = {
+        memory.seq_of(t.grad) for t in (*owners.tensors(), *tree_leaves((t_args, t_kwargs)))
+        if isinstance(t, torch.Tensor) and t.grad is not None
+    }  # fmt: skip
+    peak = memory.result(parameters - {None}, grads - {None}, state)  # type: ignore[arg-type]
     items = place_recompute(recorder.items)
-    trace = AtenTrace(items, dict(recorder.calls), False, "; ".join(notes))
-    info = StepInfo(label, name, "full", memory.result(), "; ".join(notes[1:] if moved else notes))
+    trace = AtenTrace(items, dict(recorder.calls), False, moved)
+    info = StepInfo(label, name, "full", peak, "; ".join(n for n in notes if n != moved))
     return trace, info
 
 
@@ -352,59 +366,69 @@ def _common(paths: list[str]) -> str:
 
 
 class _Memory:
-    """Live tensor storage bytes along the step, and what was live at the peak.
+    """Live tensor bytes along the step, measured on the fake tensors.
 
-    Every storage the step sees (the twins' parameters and buffers, and each op's
-    outputs) is followed with a weak reference; its bytes count from its first
-    appearance until it is freed. Views share their base's storage: counted once."""
+    Every storage the step makes or reads (the twins' parameters, buffers and inputs,
+    each op's outputs) is followed with a weak reference, from its first appearance
+    until it is freed; views share their base's storage and count once. The peak is
+    read at each op. The optimizer's state is created by a warm-up step and, as in
+    every step after the first, is live from the start of the step."""
 
-    def __init__(self, owners: _Owners) -> None:
-        self.owners = owners
-        self.live: dict[int, tuple[int, str, weakref.ref[Any]]] = {}
-        self.total = 0
-        self.peak = 0
-        self.peak_live: dict[int, int] = {}
-        self.peak_at = ""
-        self.state: Any = None
+    def __init__(self) -> None:
+        self.live: dict[int, tuple[int, int]] = {}  # id(storage) -> (seq, bytes)
+        self._refs: dict[int, weakref.ref[Any]] = {}
+        self.events: list[tuple[int, int]] = []  # (seq, +bytes or -bytes), in order
+        self.marks: list[tuple[int, str]] = []  # (events so far, "phase:op") per op
         self._seq = 0
 
-    def _kind(self, t: torch.Tensor) -> str:
-        return "param" if id(t) in self.owners.paths else "other"
-
-    def observe(self, tensors: list[torch.Tensor], where: str) -> None:
-        for t in tensors:
+    def see(self, tensors: Any) -> None:
+        for t in tree_leaves(tensors):
+            if not isinstance(t, torch.Tensor):
+                continue
             try:
                 storage = t.untyped_storage()
-            except (RuntimeError, NotImplementedError):
-                continue
+            except (RuntimeError, NotImplementedError, TypeError):
+                continue  # a sparse or nested tensor: no one storage to follow
             key = id(storage)
             if key in self.live:
                 continue
-            nbytes = storage.nbytes()
             self._seq += 1
-            seq = self._seq
+            seq, nbytes = self._seq, storage.nbytes()
+            self.live[key] = (seq, nbytes)
+            self.events.append((seq, nbytes))
+            self._refs[key] = weakref.ref(storage, functools.partial(self._freed, key, seq))
 
-            def freed(_: Any, key: int = key, seq: int = seq) -> None:
-                held = self.live.get(key)
-                if held is not None and held[1] == str(seq):
-                    del self.live[key]
-                    self.total -= held[0]
+    def _freed(self, key: int, seq: int, _: Any) -> None:
+        held = self.live.get(key)
+        if held is not None and held[0] == seq:
+            del self.live[key], self._refs[key]
+            self.events.append((seq, -held[1]))
 
-            try:
-                ref = weakref.ref(storage, freed)
-            except TypeError:
-                continue
-            self.live[key] = (nbytes, str(seq), ref)
-            self.total += nbytes
-        if self.total > self.peak:
-            self.peak = self.total
-            self.peak_live = {k: v[0] for k, v in self.live.items()}
-            self.peak_at = where
+    def seq_of(self, t: torch.Tensor) -> int | None:
+        held = self.live.get(id(t.untyped_storage()))
+        return None if held is None else held[0]
 
-    def result(self) -> StepMemory | None:
-        if not self.peak:
-            return None
-        return StepMemory(self.peak, 0, 0, 0, self.peak, self.peak_at)
+    def mark(self, label: str) -> None:
+        self.marks.append((len(self.events), label))
+
+    def result(self, parameters: set[int], gradients: set[int], state: set[int]) -> StepMemory:
+        """Replay the events: the largest live total at an op, split in four."""
+        kinds = {**dict.fromkeys(parameters, 0), **dict.fromkeys(gradients, 1),
+                 **dict.fromkeys(state, 2)}  # fmt: skip
+        sizes = {seq: abs(b) for seq, b in self.events if b > 0}
+        state_bytes = sum(sizes.get(seq, 0) for seq in state)
+        live = [0, 0, 0, 0]  # parameters, gradients, optimizer state, activations
+        best, best_at, done = [0, 0, 0, 0], "", 0
+        for upto, label in self.marks:
+            for seq, b in self.events[done:upto]:
+                live[kinds.get(seq, 3)] += b
+            done = upto
+            now = list(live)
+            if not label.startswith("optimizer"):
+                now[2] = state_bytes  # steady state: the state outlives every step
+            if sum(now) > sum(best):
+                best, best_at = now, label
+        return StepMemory(sum(best), best[0], best[1], best[2], best[3], best_at)
 
 
 BOUNDARIES.update({_step.__code__, _Flow.run.__code__})

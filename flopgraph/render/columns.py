@@ -3,6 +3,8 @@ one definition shared by the terminal and Markdown renderers."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..records import Cost, Status
 from ..report import Report
 from .cells import Units, nbytes, number, percent, shapes
@@ -28,19 +30,57 @@ def type_text(node: ModuleNode) -> str:
     return node.type if node.calls == 1 else f"{node.type} ×{node.calls}"
 
 
-def module_cells(report: Report, name: str, node: ModuleNode, units: Units) -> list[str]:
-    """The cells of MODULE_COLUMNS; a ``(self)`` row shows params only when it has some."""
+@dataclass(frozen=True)
+class PhaseCosts:
+    """A training step's FLOPs per phase and module, for the module views' phase
+    columns: cumulative per module, and each module's own ops (its ``(self)`` row)."""
+
+    phases: tuple[str, ...]
+    cumulative: dict[str, dict[str, Cost]]
+    own: dict[str, dict[str, Cost]]
+
+    @classmethod
+    def of(cls, report: Report) -> PhaseCosts | None:
+        """None for a forward-only report (no phase columns)."""
+        if report.step is None:
+            return None
+        phases = tuple(report.by_phase())
+        own: dict[str, dict[str, Cost]] = {p: {} for p in phases}
+        for r in report.records:
+            if r.flops or r.macs:
+                own[r.phase][r.module] = own[r.phase].get(r.module, Cost()) + r.cost
+        return cls(phases, {p: report.by_module(phase=p) for p in phases}, own)
+
+    def columns(self) -> tuple[str, ...]:
+        return tuple(f"{p} FLOPs" for p in self.phases)
+
+    def cells(self, node: ModuleNode, units: Units) -> list[str]:
+        if node.kind is RowKind.MORE:  # its modules are summed elsewhere: not split here
+            return ["" for _ in self.phases]
+        table = self.own if node.kind is RowKind.SELF else self.cumulative
+        return [number(table[p].get(node.path, Cost()).flops, units) for p in self.phases]
+
+
+def module_columns(phases: PhaseCosts | None) -> tuple[str, ...]:
+    """MODULE_COLUMNS, with a FLOPs column per phase after ``% FLOPs`` for a step."""
+    if phases is None:
+        return MODULE_COLUMNS
+    # a step's view trades % params and output shapes (the forward's) for its phases
+    return ("module", "type", "params", "MACs", "FLOPs", "% FLOPs", *phases.columns())
+
+
+def module_cells(
+    report: Report, name: str, node: ModuleNode, units: Units, phases: PhaseCosts | None = None
+) -> list[str]:
+    """The cells of ``module_columns(phases)``; a ``(self)`` row shows params only when
+    it has some."""
     params = "" if node.kind is RowKind.SELF and not node.params else f"{node.params:,}"
-    return [
-        name,
-        type_text(node),
-        params,
-        percent(node.params, report.params.total) if params else "",
-        number(node.cost.macs, units),
-        number(node.cost.flops, units),
-        percent(node.cost.flops, report.flops),
-        shapes(node.outputs),
-    ]
+    cost = [number(node.cost.macs, units), number(node.cost.flops, units),
+            percent(node.cost.flops, report.flops)]  # fmt: skip
+    if phases is not None:
+        return [name, type_text(node), params, *cost, *phases.cells(node, units)]
+    share = percent(node.params, report.params.total) if params else ""
+    return [name, type_text(node), params, share, *cost, shapes(node.outputs)]
 
 
 def operator_cells(report: Report, r: OperatorRow, units: Units) -> list[str]:

@@ -23,7 +23,7 @@ MODULE_FIELDS = (
 OPERATOR_FIELDS = ("op", "calls", "status", "macs", "flops")
 OP_FIELDS = (
     "index", "node", "op", "module", "status", "reason", "inputs", "outputs", "macs", "flops",
-    "bytes_read", "bytes_written", "flops_per_byte",
+    "bytes_read", "bytes_written", "flops_per_byte", "phase",
 )  # fmt: skip
 
 
@@ -54,11 +54,11 @@ def _op_rows(report: Report, top: int | None) -> Iterable[Sequence[object]]:
     for index, r in rows.shown:
         yield (index, r.node, r.op, r.module, r.status.value, r.reason, shapes(r.inputs, "x"),
                shapes(r.outputs, "x"), r.macs, r.flops, r.bytes_read, r.bytes_written,
-               _ratio(intensity(r.flops, r.bytes_read, r.bytes_written)))  # fmt: skip
+               _ratio(intensity(r.flops, r.bytes_read, r.bytes_written)), r.phase)  # fmt: skip
     if rows.rest:
         cost, (read, written) = rows.rest_cost, rows.rest_bytes
         yield ("", "", f"({len(rows.rest)} more)", "", "", "", "", "", cost.macs, cost.flops,
-               read, written, _ratio(intensity(cost.flops, read, written)))  # fmt: skip
+               read, written, _ratio(intensity(cost.flops, read, written)), "")  # fmt: skip
 
 
 def _ratio(x: Fraction | None) -> str:

@@ -14,9 +14,10 @@ from typing import Any
 
 from ..report import Report
 from .cells import Units, number, percent, shapes
+from .columns import PhaseCosts
 from .ops import MORE, operator_rows
 from .summary import skipped_items, totals_items
-from .tree import ModuleNode, display_tree
+from .tree import ModuleNode, display_tree, flatten, label
 
 _STATIC = files(__package__) / "static"
 
@@ -54,6 +55,7 @@ def render_html(report: Report, *, units: Units = "auto") -> str:
         '<table id="modules"><thead><tr><th>module</th><th>type</th><th class="num">params</th>'
         '<th class="num">% params</th><th class="num">MACs</th><th class="num">FLOPs</th>'
         '<th class="num">% FLOPs</th><th>output</th></tr></thead><tbody></tbody></table>',
+        _phases(report, units),
         "<h2>Operators</h2>",
         _operators(report, units),
         _skipped(report),
@@ -115,6 +117,22 @@ def _operators(report: Report, units: Units) -> str:
         )
     body = "".join(rows)
     return f'<table id="operators"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _phases(report: Report, units: Units) -> str:
+    """A training step's FLOPs per phase for the top two levels of modules."""
+    phases = PhaseCosts.of(report)
+    if phases is None:
+        return ""
+    head = "<th>module</th>" + "".join(f'<th class="num">{c}</th>' for c in phases.columns())
+    rows = []
+    for _, node in flatten(display_tree(report, depth=2)):
+        cells = "".join(f'<td class="num">{c}</td>' for c in phases.cells(node, units))
+        rows.append(f"<tr><td>{html.escape(label(node))}</td>{cells}</tr>")
+    return (
+        "<h2>Training step by module</h2>"
+        f'<table id="phases"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
 
 
 def _skipped(report: Report) -> str:

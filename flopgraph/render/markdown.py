@@ -37,8 +37,9 @@ def render_markdown(
 
 def _modules(report: Report, depth: int | None, top: int | None, units: Units) -> str:
     tree = display_tree(report, depth, top)
-    rows = [col.module_cells(report, label(node), node, units) for _, node in flatten(tree)]
-    return _table(col.MODULE_COLUMNS, rows)
+    phases = col.PhaseCosts.of(report)
+    rows = [col.module_cells(report, label(node), node, units, phases) for _, node in flatten(tree)]
+    return _table(col.module_columns(phases), rows)
 
 
 def _operators(report: Report, top: int | None, units: Units) -> str:

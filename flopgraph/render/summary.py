@@ -37,8 +37,39 @@ def totals_items(report: Report, units: Units = "auto") -> list[tuple[str, str]]
             f"{counts[Status.COUNTED]:,} counted · {counts[Status.FREE]:,} free · "
             f"{counts[Status.SKIPPED]:,} skipped",
         ),
+        *step_items(report, units),
         *frontend_items(report.frontend),
     ]
+
+
+def step_items(report: Report, units: Units = "auto") -> list[tuple[str, str]]:
+    """A training step's make-up: loss and optimizer, FLOPs per phase, model vs
+    hardware FLOPs when activation checkpointing recomputes, peak memory in parts."""
+    step = report.step
+    if step is None:
+        return []
+    items = [
+        ("step", f"loss {step.loss} · optimizer {step.optimizer or 'none'} · "
+                 f"attention counted {step.attention}"),
+        ("phases", " · ".join(f"{p} {_exact(c.flops, units)}"
+                              for p, c in report.by_phase().items())),
+    ]  # fmt: skip
+    if "recompute" in report.by_phase():
+        items.append(
+            ("model FLOPs", f"{_exact(report.model_flops, units)} (hardware "
+                            f"{_exact(report.hardware_flops, units)}, recompute included)")
+        )  # fmt: skip
+    m = step.memory
+    if m is not None:
+        items.append(
+            ("peak memory", f"{nbytes(m.peak, units)} at {m.at} · params "
+                            f"{nbytes(m.parameters, units)} · grads {nbytes(m.gradients, units)}"
+                            f" · optimizer state {nbytes(m.optimizer_state, units)} · "
+                            f"activations {nbytes(m.activations, units)}")
+        )  # fmt: skip
+    if step.note:
+        items.append(("step note", step.note))
+    return items
 
 
 REAL_RUN = "real run: the forward ran on real tensors; counts are the branch it took"

@@ -18,10 +18,11 @@ from ..report import Report
 from .cells import Units, percent, shapes, with_unit
 from .columns import (
     LEFT,
-    MODULE_COLUMNS,
     OP_COLUMNS,
     OPERATOR_COLUMNS,
+    PhaseCosts,
     module_cells,
+    module_columns,
     op_table_rows,
     operator_cells,
     type_text,
@@ -95,9 +96,11 @@ def module_table(
     report: Report, depth: int | None = 2, top: int | None = None, units: Units = "auto"
 ) -> Table:
     tree = display_tree(report, depth, top)
-    table = _table("modules", MODULE_COLUMNS)
+    phases = PhaseCosts.of(report)
+    table = _table("modules", module_columns(phases))
     for prefix, node in guides(tree):
-        table.add_row(*module_cells(report, prefix + node.name, node, units), style=_style(node))
+        cells = module_cells(report, prefix + node.name, node, units, phases)
+        table.add_row(*cells, style=_style(node))
     return table
 
 

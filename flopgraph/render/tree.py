@@ -62,7 +62,7 @@ def module_outputs(report: Report) -> dict[str, tuple[TensorMeta, ...]]:
     """
     last: dict[str, tuple[TensorMeta, ...]] = {}
     for r in report.records:
-        if not r.outputs:
+        if not r.outputs or r.phase != "forward":  # a step's later phases return nothing
             continue
         for path in _ancestors(r.module):
             last[path] = r.outputs
