@@ -33,9 +33,8 @@ def build(layers: int, tokens: int):  # type: ignore[no-untyped-def]
     import torch
 
     sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
-    from test_training import llama_70b_config
-
     import transformers
+    from test_training import llama_70b_config
 
     config = llama_70b_config(layers)
     with torch.device("meta"):
@@ -123,7 +122,8 @@ def main() -> None:
     for r in results:
         print(f"{r['tool']:<16} {r['median_s']:>9.2f} {r['peak_rss_mb']:>12.0f}")
     if len(results) == 2:
-        print(f"ratio flopgraph / FlopCounterMode: {results[0]['median_s'] / results[1]['median_s']:.2f}")
+        ratio = results[0]["median_s"] / results[1]["median_s"]
+        print(f"ratio flopgraph / FlopCounterMode: {ratio:.2f}")
     print(json.dumps(results, indent=1))
 
 

@@ -411,7 +411,8 @@ def test_gradient_checkpointing_in_transformers_is_recompute():
     for i in range(2):
         layer = f"transformer.h.{i}"
         assert recompute[f"{layer}.attn"] == plain.by_module(phase="forward")[f"{layer}.attn"]
-    assert ckpt.by_phase()["recompute"].macs == plain.by_module(phase="forward")["transformer.h"].macs
+    layers = plain.by_module(phase="forward")["transformer.h"]
+    assert ckpt.by_phase()["recompute"].macs == layers.macs
 
 
 # --- peak memory ----------------------------------------------------------------------
@@ -453,8 +454,11 @@ def llama_step_closed_form(config, tokens: int) -> dict[str, int]:
     from test_closed_form import llama_closed_form
 
     d, heads, kv = config.hidden_size, config.num_attention_heads, config.num_key_value_heads
-    hd, layers, v, inter = d // heads, config.num_hidden_layers, config.vocab_size, (
-        config.intermediate_size
+    hd, layers, v, inter = (
+        d // heads,
+        config.num_hidden_layers,
+        config.vocab_size,
+        (config.intermediate_size),
     )
     forward = llama_closed_form(config, tokens)
     # per layer: q, k, v, o, gate, up, down; and the embedding, norms, lm_head
@@ -500,7 +504,9 @@ def test_llama_70b_shaped_step_is_its_closed_form():
     assert sum(r.by_module(phase="forward")[m].flops for m in modules) == want["forward_flops"]
     mem = r.step.memory
     assert (mem.parameters, mem.gradients, mem.optimizer_state) == (
-        want["parameters"], want["gradients"], want["optimizer_state"]
+        want["parameters"],
+        want["gradients"],
+        want["optimizer_state"],
     )
 
 
