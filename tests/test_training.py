@@ -551,3 +551,26 @@ def test_cli_train_table_shows_phase_columns(capsys):
     assert "backward FLOPs" in text and "peak memory" in text
     assert main(["lenet", "--optimizer", "sgd", "--quiet"]) == 2
     assert "add --train" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torch_preset_equals_flop_counter_mode_on_a_peft_lora_gpt2():
+    peft = pytest.importorskip("peft")
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = peft.LoraConfig(
+            r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True, lora_dropout=0.0
+        )
+        model = peft.get_peft_model(_transformers("gpt2"), config).train()
+        ids = torch.randint(0, 100, (2, 16))
+        kwargs = {"input_ids": ids, "labels": ids}
+        with sdpa_kernel(SDPBackend.MATH):
+            expected = flop_counter_step(model, (), kwargs, lambda out: out.loss)
+            r = flopgraph.analyze(model, kwargs=kwargs, training=True, convention="torch")
+        step = flopgraph.analyze(model, kwargs=kwargs, training=True, optimizer="adamw")
+    assert r.flops == expected
+    # only the adapters train: 2 layers x (A [4, 64] + B [192, 4]) elements, AdamW's 10 each
+    trainable = 2 * (4 * 64 + 192 * 4)
+    assert step.params.trainable == trainable
+    assert step.by_phase()["optimizer"] == Cost(0, 10 * trainable)
