@@ -574,3 +574,22 @@ def test_torch_preset_equals_flop_counter_mode_on_a_peft_lora_gpt2():
     trainable = 2 * (4 * 64 + 192 * 4)
     assert step.params.trainable == trainable
     assert step.by_phase()["optimizer"] == Cost(0, 10 * trainable)
+
+
+@pytest.mark.parametrize(
+    ("act", "per_element"),
+    [(nn.ReLU(), 1), (nn.Hardtanh(), 1), (nn.LeakyReLU(), 2), (nn.Tanh(), 3), (nn.Sigmoid(), 3)],
+)
+def test_activation_backward_by_decomposition(act, per_element):
+    # torch's decompositions: where(x <= 0, 0, g); where(inside, g, 0); where(x > 0, g,
+    # g * slope); g * (1 - y * y); g * y * (1 - y) (docs/conventions.md)
+    x = torch.randn(4, 10, requires_grad=True)
+    r = flopgraph.analyze(act, x, training=True)
+    assert r.by_phase()["backward"] == Cost(0, per_element * 40)
+
+
+def test_softmax_backward_by_decomposition():
+    # g * y (n), its row sum (n - M), y * sum (n), g*y - that (n): 4n - M
+    x = torch.randn(4, 10, requires_grad=True)
+    r = flopgraph.analyze(nn.Softmax(-1), x, training=True)
+    assert r.by_phase()["backward"] == Cost(0, 4 * 40 - 4)
