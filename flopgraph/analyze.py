@@ -6,6 +6,7 @@ import gc
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Literal
 
 import torch
@@ -16,6 +17,7 @@ from .frontends.isolation import isolated
 from .frontends.training import OptimizerSpec
 from .handlers import DEFAULT, install_extensions
 from .inputs import normalize_inputs
+from .options import ATTENTIONS, Attention, counting
 from .params import ParamStats, module_param_counts
 from .pipeline import Frontend, run, run_step
 from .presets import FVCORE, TORCH
@@ -41,6 +43,7 @@ def analyze(
     training: bool = False,
     loss: Callable[[Any], torch.Tensor] | None = None,
     optimizer: OptimizerSpec | None = None,
+    attention: Attention = "full",
 ) -> Report:
     """Count the exact MACs and FLOPs of ``model`` on ``inputs``, op by op.
 
@@ -62,6 +65,10 @@ def analyze(
     reruns as phase ``recompute``) and, with ``optimizer`` (``"sgd"``, ``"adam"``,
     ``"adamw"``, a callable building one from parameters, or an optimizer to copy),
     one optimizer step. Records carry their phase; see ``Report.by_phase``.
+
+    ``attention="causal"`` counts a causal attention call (``is_causal=True``) over the
+    unmasked triangle of its scores only, forward and backward (model FLOPs as MFU
+    reports them); ``"full"`` (the default) counts the L x S square kernels compute.
     """
     progress = progress or no_progress
     if not isinstance(model, torch.nn.Module):
@@ -70,7 +77,9 @@ def analyze(
     args, kw = normalize_inputs(inputs, kwargs)
     if not training and (loss is not None or optimizer is not None):
         raise InputError("loss and optimizer describe a training step: pass training=True")
-    with isolated(), _gc_paused():  # one analysis at a time, out of reach of global hooks
+    if attention not in ATTENTIONS:
+        raise InputError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+    with isolated(), _gc_paused(), counting(attention):  # one analysis at a time
         if training:
             counted = run_step(model, args, kw, registry, frontend, loss, optimizer)
         else:
@@ -83,7 +92,8 @@ def analyze(
         records=counted.records,
         params=ParamStats.of(model),
         modules=_modules(model, counted.module_calls),
-        step=counted.step,
+        step=None if counted.step is None else replace(counted.step, attention=attention),
+        attention=attention,
     )
     _warn_skipped(report)
     return report

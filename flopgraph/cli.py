@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --train: the output's .loss, else its sum (auto), or the sum or mean "
         "of the output (its logits or first tensor)",
     )
+    p.add_argument(
+        "--attention",
+        default="full",
+        choices=("full", "causal"),
+        help="causal: count causal attention over its unmasked triangle (model FLOPs)",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
     p.add_argument(
         "--compare",
@@ -232,7 +238,7 @@ def _run(ns: argparse.Namespace) -> None:
     with _progress(ns) as progress:
         report = analyze_module.analyze(
             loaded.model, inputs.args, kwargs=dict(inputs.kwargs), convention=ns.convention,
-            frontend=ns.frontend, progress=progress, **step,
+            frontend=ns.frontend, progress=progress, attention=ns.attention, **step,
         )  # fmt: skip
     view = View(by=ns.by, depth=ns.depth, top=ns.top, units=ns.units)
     if ns.output or fmt not in ("table", "tree"):

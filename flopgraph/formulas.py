@@ -168,28 +168,46 @@ def attention(
     value_dim: int,
     masked: bool,
     dropout: bool = False,
+    positions: int | None = None,
 ) -> Cost:
     """The attention core: softmax(q @ k^T * scale + mask) @ v, per batch row.
 
     ``batch`` folds every batch and head dim (B); L = tgt_len, S = src_len,
     E = head_dim, Ev = value_dim. ``dropout`` adds the scaled-mask multiply on
-    the L x S weights (training with p > 0).
+    the L x S weights (training with p > 0). ``positions``: the score positions
+    computed per batch row, when not all L x S are (the causal triangle).
     """  # fmt: skip
-    scores = batch * tgt_len * src_len  # B*L*S
+    scores = batch * (tgt_len * src_len if positions is None else positions)  # B*L*S
     macs = scores * head_dim + scores * value_dim  # q @ k^T: B*L*S*E; attn @ v: B*L*S*Ev
     # 1 scale + 1 masking add when masked + 5 softmax per score, + 1 dropout multiply
     per_score = 1 + int(masked) + 5 + int(dropout)
     return Cost(macs, 2 * macs + per_score * scores)
 
 
+def causal_positions(tgt_len: int, src_len: int) -> int:
+    """Score positions a causal mask leaves (query i sees keys 0..i, torch's top-left
+    alignment): L(L+1)/2 when L = S."""
+    if tgt_len <= src_len:
+        return tgt_len * (tgt_len + 1) // 2
+    return src_len * (src_len + 1) // 2 + (tgt_len - src_len) * src_len
+
+
 def scaled_dot_product_attention(
-    q: Shape, k: Shape, v: Shape, out: Shape, masked: bool, dropout: bool = False
+    q: Shape,
+    k: Shape,
+    v: Shape,
+    out: Shape,
+    masked: bool,
+    dropout: bool = False,
+    triangle: bool = False,
 ) -> Cost:
     # q[..., L, E], k[..., S, E], v[..., S, Ev] -> out[..., L, Ev]; B from out's leading
-    # dims, so broadcast and grouped-query heads count once per query head
+    # dims, so broadcast and grouped-query heads count once per query head; ``triangle``:
+    # a causal call counts only its unmasked positions
     tgt_len, head_dim, src_len, value_dim = q[-2], q[-1], k[-2], v[-1]
     batch = numel(out[:-2])
-    return attention(batch, tgt_len, src_len, head_dim, value_dim, masked, dropout)
+    positions = causal_positions(tgt_len, src_len) if triangle else None
+    return attention(batch, tgt_len, src_len, head_dim, value_dim, masked, dropout, positions)
 
 
 def attention_backward(
@@ -200,6 +218,7 @@ def attention_backward(
     value_dim: int,
     masked: bool,
     dropout: bool = False,
+    triangle: bool = False,
 ) -> Cost:
     """The backward of the attention core as fused (flash-style) kernels run it.
 
@@ -209,7 +228,7 @@ def attention_backward(
     exp), dropout mask 1 when training with p > 0, dS = P * (dP - D) 2, the scale
     on dS 1. Per query row, D = rowsum(dO * O): Ev multiplies and Ev - 1 adds.
     """  # fmt: skip
-    scores = batch * tgt_len * src_len
+    scores = batch * (causal_positions(tgt_len, src_len) if triangle else tgt_len * src_len)
     macs = scores * (3 * head_dim + 2 * value_dim)
     per_score = 1 + int(masked) + 2 + int(dropout) + 2 + 1
     return Cost(macs, 2 * macs + per_score * scores + batch * tgt_len * (2 * value_dim - 1))

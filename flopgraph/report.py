@@ -61,6 +61,9 @@ class Report:
     step: StepInfo | None = None
     """What the training step was made of (loss, optimizer, attention counting, peak
     memory); None for a forward-only analysis."""
+    attention: str = "full"
+    """How causal attention scores were counted: ``"full"`` (the L x S square) or
+    ``"causal"`` (the unmasked triangle)."""
 
     @property
     def macs(self) -> int:
@@ -152,6 +155,7 @@ class Report:
             "records": [r.to_dict() for r in self.records],
             "phases": {p: {"macs": c.macs, "flops": c.flops} for p, c in self.by_phase().items()},
             "step": None if self.step is None else self.step.to_dict(),
+            "attention": self.attention,
         }
 
     @classmethod
@@ -174,6 +178,7 @@ class Report:
             params=ParamStats.from_dict(d["params"]),
             modules=tuple(ModuleInfo(**m) for m in d["modules"]),
             step=StepInfo.from_dict(d["step"]) if d.get("step") else None,
+            attention=d.get("attention", "full"),
         )
 
     def to_json(self, indent: int | None = None) -> str:

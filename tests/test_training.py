@@ -593,3 +593,37 @@ def test_softmax_backward_by_decomposition():
     x = torch.randn(4, 10, requires_grad=True)
     r = flopgraph.analyze(nn.Softmax(-1), x, training=True)
     assert r.by_phase()["backward"] == Cost(0, 4 * 40 - 4)
+
+
+# --- the causal triangle --------------------------------------------------------------
+
+
+def test_causal_attention_counted_over_its_triangle_forward_and_backward():
+    b, t, d, h = 2, 5, 8, 2
+    e = d // h
+    x = torch.randn(b, t, d)
+    full = flopgraph.analyze(Block(d, h), x, training=True)
+    tri = flopgraph.analyze(Block(d, h), x, training=True, attention="causal")
+    assert full.attention == "full" and tri.attention == "causal"
+    assert tri.step is not None and tri.step.attention == "causal"
+    # query i sees keys 0..i: t(t+1)/2 = 15 positions per head instead of 25
+    saved = b * h * (t * t - t * (t + 1) // 2)
+    fwd = Cost(saved * 2 * e, 2 * saved * 2 * e + saved * (1 + 1 + 5))  # q k^T, P v; per score
+    bwd = Cost(saved * 5 * e, 2 * saved * 5 * e + saved * 7)  # five products; per score
+    assert full.by_phase()["forward"].macs - tri.by_phase()["forward"].macs == fwd.macs
+    assert full.by_phase()["forward"].flops - tri.by_phase()["forward"].flops == fwd.flops
+    assert full.by_phase()["backward"].macs - tri.by_phase()["backward"].macs == bwd.macs
+    assert full.by_phase()["backward"].flops - tri.by_phase()["backward"].flops == bwd.flops
+    # a forward analysis takes the option too, and says so in its JSON
+    forward = flopgraph.analyze(Block(d, h), x, attention="causal")
+    assert forward.to_dict()["attention"] == "causal"
+    assert flopgraph.analyze(Block(d, h), x).macs - forward.macs == fwd.macs
+
+
+def test_causal_positions_when_queries_and_keys_differ():
+    from flopgraph.formulas import causal_positions
+
+    # top-left aligned: query i sees min(i + 1, S) keys
+    assert causal_positions(3, 5) == 1 + 2 + 3
+    assert causal_positions(5, 3) == 1 + 2 + 3 + 3 + 3
+    assert causal_positions(4, 4) == 4 * 5 // 2

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import formulas as f
+from ..options import CAUSAL_TRIANGLE
 from ..records import Cost, TensorMeta
 from ..registry import Rule, builtin_packet
 
@@ -133,10 +134,12 @@ def attention_kernel(positions: tuple[int | None, int, int]) -> Any:
         q, k, v = ctx.args[0], ctx.args[1], ctx.args[2]
         mask = ctx.arg(mask_at, "attn_bias") if mask_at is not None else None
         mask = mask if mask is not None else ctx.kwargs.get("attn_mask")
-        masked = isinstance(mask, TensorMeta) or bool(ctx.arg(causal_at, "is_causal", False))
+        causal = bool(ctx.arg(causal_at, "is_causal", False))
+        masked = isinstance(mask, TensorMeta) or causal
         dropout = float(ctx.arg(dropout_at, "dropout_p", 0.0)) > 0
+        triangle = causal and CAUSAL_TRIANGLE.get()
         return f.scaled_dot_product_attention(
-            q.shape, k.shape, v.shape, ctx.y.shape, masked, dropout
+            q.shape, k.shape, v.shape, ctx.y.shape, masked, dropout, triangle
         )
 
     return handler

@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from .. import formulas as f
+from ..options import CAUSAL_TRIANGLE
 from ..records import Cost, TensorMeta
 from ..registry import Rule
 from .context import OpContext
@@ -21,9 +22,13 @@ def sdpa(ctx: OpContext) -> Cost:
     # scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0,
     # is_causal=False, scale=None, enable_gqa=False)
     q, k, v = ctx.arg(0, "query"), ctx.arg(1, "key"), ctx.arg(2, "value")
-    masked = ctx.arg(3, "attn_mask") is not None or bool(ctx.arg(5, "is_causal", False))
+    causal = bool(ctx.arg(5, "is_causal", False))
+    masked = ctx.arg(3, "attn_mask") is not None or causal
     dropout = float(ctx.arg(4, "dropout_p", 0.0)) > 0
-    return f.scaled_dot_product_attention(q.shape, k.shape, v.shape, ctx.y.shape, masked, dropout)
+    triangle = causal and CAUSAL_TRIANGLE.get()
+    return f.scaled_dot_product_attention(
+        q.shape, k.shape, v.shape, ctx.y.shape, masked, dropout, triangle
+    )
 
 
 def mha_cost(

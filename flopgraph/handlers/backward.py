@@ -25,6 +25,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves, tree_map
 
 from .. import formulas as f
+from ..options import CAUSAL_TRIANGLE
 from ..records import Cost, TensorMeta, dtype_from_name
 from ..registry import Registry, Rule
 from .context import NotCounted, OpContext
@@ -73,11 +74,13 @@ def attention_backward(ctx: OpContext) -> Cost:
     # every fused kernel's backward: grad_out, query, key, value first ([..., L, E])
     grad_out, q, k, v = ctx.args[0], ctx.args[1], ctx.args[2], ctx.args[3]
     mask = _named(ctx, "attn_bias", _named(ctx, "attn_mask"))
-    masked = isinstance(mask, TensorMeta) or bool(_named(ctx, "is_causal", False))
+    causal = bool(_named(ctx, "is_causal", False))
+    masked = isinstance(mask, TensorMeta) or causal
     dropout = float(_named(ctx, "dropout_p", 0.0) or 0.0) > 0
     batch = TensorMeta(tuple(grad_out.shape[:-2])).numel
+    triangle = causal and CAUSAL_TRIANGLE.get()
     return f.attention_backward(
-        batch, q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1], masked, dropout
+        batch, q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1], masked, dropout, triangle
     )
 
 

@@ -23,7 +23,11 @@ def totals_items(report: Report, units: Units = "auto") -> list[tuple[str, str]]
     inputs = shapes(report.inputs) or "no tensor input"
     return [
         ("model", f"{report.model} on {inputs}"),
-        ("FLOPs", f"{_exact(report.flops, units)} · convention {report.convention}"),
+        (
+            "FLOPs",
+            f"{_exact(report.flops, units)} · convention {report.convention}"
+            + (" · causal attention over its triangle" if report.attention == "causal" else ""),
+        ),  # fmt: skip
         ("MACs", _exact(report.macs, units)),
         (
             "params",

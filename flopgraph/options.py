@@ -1,0 +1,30 @@
+"""Counting options that change a rule's arithmetic for one analysis.
+
+They are context variables, set by ``analyze`` around its counting pass and read by
+the few handlers they concern, so that a handler stays a function of one op's
+metadata and the option reaches it without threading through every frontend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Literal
+
+Attention = Literal["full", "causal"]
+ATTENTIONS: tuple[str, ...] = ("full", "causal")
+
+CAUSAL_TRIANGLE: ContextVar[bool] = ContextVar("causal_triangle", default=False)
+"""True: a causal attention call (``is_causal``) counts only the unmasked score
+positions (spec section A's option for model FLOPs), forward and backward; False:
+the full L x S square dense kernels compute."""
+
+
+@contextmanager
+def counting(attention: str) -> Iterator[None]:
+    token = CAUSAL_TRIANGLE.set(attention == "causal")
+    try:
+        yield
+    finally:
+        CAUSAL_TRIANGLE.reset(token)
