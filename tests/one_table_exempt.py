@@ -19,8 +19,8 @@ QUANTIZED = (
 )
 
 FOREACH = (
-    "an optimizer's multi-tensor kernel: needs lists of tensors (tests/test_training.py "
-    "counts the foreach forms against the per-tensor ones)"
+    "an optimizer's multi-tensor or fused kernel: needs lists of tensors "
+    "(tests/test_training.py counts the foreach and fused forms against the for-loop)"
 )
 
 TRAINING = (
@@ -31,6 +31,12 @@ TRAINING = (
 GROUPED = "its kernel needs bfloat16 operands with 16-byte rows and offsets (test_handlers_more)"
 
 _TARGETS = [
+    ("aten:aten::_fused_adam", FOREACH),
+    ("aten:aten::_fused_adam_", FOREACH),
+    ("aten:aten::_fused_adamw", FOREACH),
+    ("aten:aten::_fused_adamw_", FOREACH),
+    ("aten:aten::_fused_sgd", FOREACH),
+    ("aten:aten::_fused_sgd_", FOREACH),
     ("aten:aten::_foreach_abs", FOREACH),
     ("aten:aten::_foreach_abs_", FOREACH),
     ("aten:aten::_foreach_acos", FOREACH),

@@ -627,3 +627,40 @@ def test_causal_positions_when_queries_and_keys_differ():
     assert causal_positions(3, 5) == 1 + 2 + 3
     assert causal_positions(5, 3) == 1 + 2 + 3 + 3 + 3
     assert causal_positions(4, 4) == 4 * 5 // 2
+
+
+@pytest.mark.parametrize(
+    ("name", "settings"),
+    [
+        ("Adam", {}),
+        ("Adam", {"weight_decay": 0.1, "amsgrad": True, "maximize": True}),
+        ("AdamW", {}),
+        ("AdamW", {"amsgrad": True}),
+        ("SGD", {"momentum": 0.9}),
+        ("SGD", {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1, "maximize": True}),
+        ("SGD", {}),
+    ],
+)
+def test_fused_kernels_count_as_the_for_loop(name, settings):
+    cls = getattr(torch.optim, name)
+    counts = []
+    for form in ({"foreach": False}, {"fused": True}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = flopgraph.analyze(
+                mlp(), x_in(), training=True,
+                optimizer=lambda ps, form=form: cls(ps, lr=0.1, **settings, **form),
+            )  # fmt: skip
+        assert r.skipped == {}
+        counts.append(r.by_phase()["optimizer"])
+    assert counts[0] == counts[1]
+    # per element by hand (docs/conventions.md): Adam 9, + weight decay, amsgrad's
+    # maximum and maximize's negation 1 each; SGD 1, + 2 for momentum (after the first
+    # step), + 1 each for Nesterov, weight decay and maximize
+    if name.startswith("Adam"):
+        per = 9 + (name == "AdamW" or "weight_decay" in settings) + ("amsgrad" in settings)
+        per += "maximize" in settings
+    else:
+        per = 1 + 2 * ("momentum" in settings) + len({"nesterov", "weight_decay", "maximize"}
+                                                      & set(settings))  # fmt: skip
+    assert counts[0] == Cost(0, per * P)

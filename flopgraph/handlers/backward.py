@@ -217,10 +217,56 @@ def foreach(rule: Rule) -> Callable[[OpContext], Cost]:
     return counted
 
 
+# --- fused optimizer kernels -----------------------------------------------------------
+
+
+def fused_adam(decoupled: bool) -> Callable[[OpContext], Cost]:
+    """``_fused_adam(w)_``: per parameter element the ops of torch's for-loop Adam:
+    lerp 1, mul 1, addcmul 2, sqrt 1, the bias correction's divide 1, + eps 1,
+    addcdiv 2; weight decay 1 (AdamW's decoupled multiply or Adam's add), amsgrad's
+    maximum 1, maximize's negation 1."""
+
+    def handler(ctx: OpContext) -> Cost:
+        n = sum(p.numel for p in ctx.args[0])
+        decay = float(_named(ctx, "weight_decay", 0.0) or 0.0) != 0
+        extra = int(decay) + int(bool(_named(ctx, "amsgrad"))) + int(bool(_named(ctx, "maximize")))
+        return Cost(0, (9 + extra) * n)
+
+    handler.__name__ = "fused_adamw" if decoupled else "fused_adam"
+    return handler
+
+
+def fused_sgd(ctx: OpContext) -> Cost:
+    """``_fused_sgd_``: per element the for-loop's ops: the update 1; weight decay 1;
+    maximize's negation 1; with momentum, after the first step, buf * m + g 2 and
+    Nesterov's g + m * buf 1."""
+    n = sum(p.numel for p in ctx.args[0])
+    momentum = float(_named(ctx, "momentum", 0.0) or 0.0) != 0
+    later = momentum and not bool(_named(ctx, "is_first_step"))
+    per = (
+        1
+        + int(float(_named(ctx, "weight_decay", 0.0) or 0.0) != 0)
+        + int(bool(_named(ctx, "maximize")))
+        + 2 * int(later)
+        + int(momentum and bool(_named(ctx, "nesterov")))
+    )
+    return Cost(0, per * n)
+
+
+FUSED = {
+    "_fused_adam": Rule("fused_adam", fused_adam(False)),
+    "_fused_adamw": Rule("fused_adamw", fused_adam(True)),
+    "_fused_sgd": Rule("fused_sgd", fused_sgd),
+}
+
+
 def install(registry: Registry, rules_of: Callable[[], Registry]) -> None:
     """Add the training-step rules to ``registry`` (after every forward rule is in it:
     the foreach and decomposition rules are built from those)."""
     registry.add([aten.convolution_backward], Rule("convolution_backward", convolution_backward))
+    for name, rule in FUSED.items():
+        forms = [getattr(aten, n) for n in (name, name + "_") if hasattr(aten, n)]
+        registry.add(forms, rule)
     for name in ATTENTION_BACKWARD:
         packet = getattr(aten, name, None)
         if packet is not None:
