@@ -92,11 +92,13 @@ def operator_cells(report: Report, r: OperatorRow, units: Units) -> list[str]:
 
 def op_table_rows(rows: OpRows, units: Units, join: str = ", ") -> list[tuple[list[str], str]]:
     """``(cells of OP_COLUMNS, status)`` per shown op, then one row summing the rest
-    (status ``""``). A free or skipped op says so after its name; an op's several
-    input or output shapes are joined by ``join``."""
+    (status ``""``). A free or skipped op says so after its name, an op of a training
+    step's backward, recompute or optimizer its phase; an op's several input or output
+    shapes are joined by ``join``."""
     out = []
     for index, r in rows.shown:
         op = r.op if r.status is Status.COUNTED else f"{r.op} ({r.status.value})"
+        op = op if r.phase == "forward" else f"{op} ({r.phase})"  # a step's later phases
         head = [str(index), op, r.module, shapes(r.inputs, join=join), shapes(r.outputs, join=join)]
         out.append((head + _moved(r.cost, r.bytes_read, r.bytes_written, units), r.status.value))
     if rows.rest:
