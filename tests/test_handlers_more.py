@@ -452,3 +452,16 @@ def test_batch_norm_eval_formula_with_and_without_affine():
 
     assert formulas.batch_norm_eval((2, 3, 4), True) == Cost(0, (2 + 2) * 24)
     assert formulas.batch_norm_eval((2, 3, 4), False) == Cost(0, 2 * 24)
+
+
+def test_baddbmm_with_operands_by_name_on_both_frontends():
+    # Bloom: alibi.baddbmm(batch1=q, batch2=k, beta=..., alpha=...): B*M*N*K MACs,
+    # 2 per MAC, plus the add of the input (numel(out))
+    class Alibi(torch.nn.Module):
+        def forward(self, bias, q, k):
+            return bias.baddbmm(batch1=q, batch2=k, beta=1.0, alpha=0.5)
+
+    bias, q, k = torch.randn(4, 1, 16), torch.randn(4, 16, 8), torch.randn(4, 8, 16)
+    for frontend in ("fx", "aten"):
+        r = flopgraph.analyze(Alibi(), (bias, q, k), frontend=frontend)
+        assert (r.macs, r.flops) == (4 * 16 * 16 * 8, 2 * 4 * 16 * 16 * 8 + 4 * 16 * 16)

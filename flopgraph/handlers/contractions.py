@@ -52,7 +52,20 @@ def outer(ctx: OpContext) -> Cost:
 
 @DEFAULT.handler(*forms("addmm", "baddbmm", "addmv"), name="addmm")
 def addmm(ctx: OpContext) -> Cost:
-    return f.addmm(ctx.arg(1, "mat1").shape, ctx.arg(2, "mat2").shape, ctx.y.shape)
+    # the operands by position, or by their names in each form: addmm(mat1, mat2),
+    # baddbmm(batch1, batch2), addmv(mat, vec) (Bloom calls baddbmm(batch1=..., ...))
+    first = _named_operand(ctx, 1, ("mat1", "batch1", "mat"))
+    second = _named_operand(ctx, 2, ("mat2", "batch2", "vec"))
+    return f.addmm(first.shape, second.shape, ctx.y.shape)
+
+
+def _named_operand(ctx: OpContext, index: int, names: tuple[str, ...]) -> TensorMeta:
+    if index < len(ctx.args):
+        return ctx.args[index]  # type: ignore[no-any-return]
+    for name in names:
+        if name in ctx.kwargs:
+            return ctx.kwargs[name]  # type: ignore[no-any-return]
+    raise ValueError(f"{ctx.node}: no operand at position {index} or named {', '.join(names)}")
 
 
 @DEFAULT.handler(*forms("addbmm"), name="addbmm")
