@@ -664,3 +664,23 @@ def test_fused_kernels_count_as_the_for_loop(name, settings):
         per = 1 + 2 * ("momentum" in settings) + len({"nesterov", "weight_decay", "maximize"}
                                                       & set(settings))  # fmt: skip
     assert counts[0] == Cost(0, per * P)
+
+
+@pytest.mark.parametrize("groups", [1, 4, 8])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_torch_preset_grouped_convolution_backward_equals_flop_counter_mode(groups, transposed):
+    # FlopCounterMode counts a grouped convolution's weight gradient with the input's
+    # full channel count: the preset reproduces it; the default counts what runs
+    torch.manual_seed(0)
+    conv = (nn.ConvTranspose2d if transposed else nn.Conv2d)(8, 8, 3, groups=groups)
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), conv)
+    x = torch.randn(2, 3, 6, 6)
+    expected = flop_counter_step(model, (x,), {}, lambda out: out.sum())
+    assert flopgraph.analyze(model, x, training=True, convention="torch").flops == expected
+    r = flopgraph.analyze(model, x, training=True)
+    out = 8 if transposed else 4  # spatial side of the grouped conv's output
+    side = 6  # of its input
+    # the grouped conv's forward MACs: numel(out) * Cin/g * 9, or numel(in) * Cout/g * 9
+    fwd = 2 * 8 * (side * side if transposed else out * out) * (8 // groups) * 9
+    back = r.by_module(phase="backward")["1"]
+    assert back.macs == 2 * fwd  # grad-input and grad-weight, each the forward's MACs

@@ -14,6 +14,8 @@ attention kernel and for aten.lstm, which docs/conventions.md notes.
 
 from __future__ import annotations
 
+from math import prod
+
 import torch
 import torch.nn.functional as F
 
@@ -28,7 +30,6 @@ COUNTED = (
     aten.mm, aten.addmm, aten.bmm, aten.baddbmm, aten.convolution, aten._convolution,
     aten._scaled_dot_product_flash_attention_for_cpu, aten._scaled_dot_product_flash_attention,
     aten._scaled_dot_product_efficient_attention, aten._scaled_dot_product_cudnn_attention,
-    aten.convolution_backward,
     aten._scaled_dot_product_flash_attention_for_cpu_backward,
     aten._scaled_dot_product_flash_attention_backward,
     aten._scaled_dot_product_efficient_attention_backward,
@@ -59,12 +60,42 @@ def twice_the_macs(handler: Handler) -> Handler:
     return counted
 
 
+def _conv_products(
+    x: tuple[int, ...], w: tuple[int, ...], out: tuple[int, ...], transposed: bool
+) -> int:
+    """FlopCounterMode's convolution arithmetic: 2 x the output's (or, transposed, the
+    input's) spatial size x the filter taps x batch x both weight channel dims."""
+    return 2 * prod((x if transposed else out)[2:]) * prod(w[2:]) * x[0] * w[0] * w[1]
+
+
+def _swap(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (shape[1], shape[0], *shape[2:])
+
+
+def convolution_backward(ctx: OpContext) -> Cost:
+    """FlopCounterMode's ``convolution_backward``: grad-input as the transposed
+    convolution (the forward's count), grad-weight as a convolution of the input with
+    the output gradient, batch and channel dims swapped. That second product uses the
+    input's full channel count, so for a grouped convolution it is ``groups`` times the
+    multiply-adds that run (the default convention counts those): reproduced as is."""
+    grad_out, x, w = (ctx.args[i].shape for i in range(3))
+    transposed, mask = bool(ctx.arg(7, "transposed")), ctx.arg(10, "output_mask")
+    flops = _conv_products(grad_out, w, x, not transposed) if mask[0] else 0
+    if mask[1]:
+        if transposed:
+            flops += _conv_products(_swap(grad_out), _swap(x), _swap(w), False)
+        else:
+            flops += _conv_products(_swap(x), _swap(grad_out), _swap(w), False)
+    return Cost(flops // 2, flops)
+
+
 def _build() -> Registry:
     table = Registry(policy=Policy(unknown_aten=NOT_COUNTED, fx=False))
     for op in COUNTED:
         rule = DEFAULT.get(("aten", op))
         assert rule is not None and rule.handler is not None, op
         table.add([op], Rule(rule.name, twice_the_macs(rule.handler)))
+    table.add([aten.convolution_backward], Rule("convolution_backward", convolution_backward))
     for target in WHOLE:
         rule = DEFAULT.get(("composite", target))
         assert rule is not None and rule.handler is not None, target
