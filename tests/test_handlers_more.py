@@ -452,3 +452,154 @@ def test_batch_norm_eval_formula_with_and_without_affine():
 
     assert formulas.batch_norm_eval((2, 3, 4), True) == Cost(0, (2 + 2) * 24)
     assert formulas.batch_norm_eval((2, 3, 4), False) == Cost(0, 2 * 24)
+
+
+# --- survivors of the complete mutation run (2026-11-27): one test per unguarded branch ----
+
+# fft.py: the default dim, s with dim=None, s entries of -1, "forward" norm, aten r2c / c2r
+
+
+def test_fft_default_dim_is_the_last_of_three():
+    # complex [2, 4, 8], no dim: the last (N = 8): 2 * 4 lines * 5 * 8 * 3 = 960
+    x = torch.rand(2, 4, 8)
+    assert _cost(lambda x: torch.fft.fft(x.to(torch.complex64)), x) == Cost(0, 960)
+
+
+def test_fftn_with_sizes_transforms_the_last_dims():
+    # fftn(s=(4, 16)) on a real [2, 4, 8], dim None: the last two dims, padded to 4 x 16:
+    # signal [2, 4, 16] (128), 5 * 128 * (log2 4 + log2 16) / 2 = 5 * 128 * 6 / 2 = 1_920
+    assert _cost(lambda x: torch.fft.fftn(x, s=(4, 16)), torch.rand(2, 4, 8)) == Cost(0, 1_920)
+
+
+def test_rfft2_with_sizes_uses_the_given_length_of_the_last_dim():
+    x = torch.rand(2, 4, 8)
+    # s = (3, 16): the signal is [2, 3, 16] (96 elements), lengths 3 (2 stages) and 16 (4):
+    # 5 * 96 * 6 / 2 = 1_440
+    assert _cost(lambda x: torch.fft.rfft2(x, s=(3, 16)), x) == Cost(0, 1_440)
+    # s = (4, 1): a length of 1 is 1 (0 stages), not the input's own 8:
+    # signal [2, 4, 1] (8), 5 * 8 * (2 + 0) / 2 = 40
+    assert _cost(lambda x: torch.fft.rfft2(x, s=(4, 1)), x) == Cost(0, 40)
+    # s = (4, -1): -1 keeps the input's own length 8: 5 * 64 * (2 + 3) / 2 = 800
+    assert _cost(lambda x: torch.fft.rfft2(x, s=(4, -1)), x) == Cost(0, 800)
+
+
+def test_fft_forward_norm_scales_the_forward_transform_only():
+    # complex [3, 8]: 360; norm="forward" scales the forward transform's 24 outputs by 1/n,
+    # and leaves the inverse unscaled
+    x = torch.rand(3, 8)
+    fwd = _cost(lambda x: torch.fft.fft(x.to(torch.complex64), norm="forward"), x)
+    assert fwd == Cost(0, 360 + 24)
+    inv = _cost(lambda x: torch.fft.ifft(x.to(torch.complex64), norm="forward"), x)
+    assert inv == Cost(0, 360)
+
+
+def test_fft_aten_r2c_and_c2r_called_directly():
+    # _fft_r2c(x, dim, normalization, onesided) on a real [3, 8]: the real signal is the
+    # input: 3 * 5 * 8 * 3 / 2 = 180 (out [3, 5], no normalization)
+    x = torch.rand(3, 8)
+    assert _cost(lambda x: torch.ops.aten._fft_r2c(x, [1], 0, True), x) == Cost(0, 180)
+    # _fft_c2r(z, dim, normalization, last_dim_size) on complex [3, 5] to a real [3, 8]:
+    # the real signal is the output: 180; normalization 2 scales its 24 elements: 204
+    z = torch.rand(3, 5, dtype=torch.complex64)
+    assert _cost(lambda z: torch.ops.aten._fft_c2r(z, [1], 2, 8), z) == Cost(0, 180 + 24)
+
+
+# sampling.py: grid_sampler (the aten-level function, interpolation mode as an integer)
+
+
+@pytest.mark.parametrize(
+    "x, grid, mode, taps",
+    [
+        ((2, 3, 8, 8), GRID, 0, 4),  # 2-D, mode 0 bilinear: 4 taps; out [2, 3, 4, 5] = 120
+        ((2, 3, 8, 8), GRID, 2, 16),  # mode 2 bicubic: 16 taps
+        ((2, 3, 8, 8), GRID, 1, 0),  # mode 1 nearest: 0
+        # 3-D, mode 0 is trilinear (8 taps): out [1, 5, 2, 3, 2] = 60
+        ((1, 5, 4, 4, 4), torch.zeros(1, 2, 3, 2, 3), 0, 8),
+    ],
+)
+def test_grid_sampler_called_directly(x, grid, mode, taps):
+    out = 120 if len(x) == 4 else 60
+    cost = _cost(lambda x, g: torch.grid_sampler(x, g, mode, 0, False), torch.rand(x), grid)
+    assert cost == Cost(taps * out, 2 * taps * out)
+
+
+# misc.py: upsample_bilinear's own rule. F.upsample_bilinear reaches neither frontend as
+# itself (it calls F.interpolate, which both record), so the rule is checked directly
+
+
+def test_upsample_bilinear_rule():
+    from flopgraph.handlers.context import OpContext
+    from flopgraph.handlers.misc import upsample_bilinear
+    from flopgraph.records import TensorMeta
+
+    # out [1, 2, 6, 6] = 72 elements, 4 taps: 288 MACs
+    ctx = OpContext("call_function", (TensorMeta((1, 2, 3, 3)),), {"scale_factor": 2},
+                    TensorMeta((1, 2, 6, 6)))  # fmt: skip
+    assert upsample_bilinear(ctx) == Cost(288, 576)
+
+
+# norms.py: F.batch_norm in training with running statistics given: from the input
+
+
+def test_functional_batch_norm_in_training_with_running_stats():
+    # x [2, 3, 4] (24 elements): statistics from the input, 6 per element, no affine
+    cost = _cost(lambda x: F.batch_norm(x, torch.zeros(3), torch.ones(3), training=True),
+                 torch.rand(2, 3, 4))  # fmt: skip
+    assert cost == Cost(0, 6 * 24)
+
+
+# attention.py: nn.MultiheadAttention with only a key padding mask
+
+
+class _PaddedSelfAttention(_SelfAttention):
+    def forward(self, x, pad):
+        return self.mha(x, x, x, key_padding_mask=pad)[0]
+
+
+@pytest.mark.parametrize("frontend", ["fx", "aten"])
+def test_multihead_attention_module_with_only_a_key_padding_mask(frontend):
+    # as test_multihead_attention_batch_and_heads_apart, plus the masking add on each of
+    # the 96 scores
+    pad = flopgraph.TensorSpec((3, 4), torch.bool)
+    report = flopgraph.analyze(_PaddedSelfAttention(), ((3, 4, 8), pad), frontend=frontend)
+    assert report.cost == Cost(4 * 768 + 768, 4 * 1632 + 2112 + 96 + 96)
+
+
+# contractions.py: einsum's contraction order with 3 operands (opt_einsum's path when it is
+# installed and enabled). opt_einsum is optional, so a stand-in gives its path here
+
+
+class _FakeOptEinsum:
+    def __init__(self, available: bool, enabled: bool):
+        self.enabled, self.strategy, self._available = enabled, "auto", available
+
+    def is_available(self) -> bool:
+        return self._available
+
+    def get_opt_einsum(self):
+        class Oe:  # contract b and c first: (bc, cd) -> bd, then (ab, bd) -> ad
+            @staticmethod
+            def contract_path(*args, **kwargs):
+                return [(1, 2), (0, 1)], None
+
+        return Oe
+
+
+@pytest.mark.parametrize(
+    "available, enabled, macs",
+    [
+        # ab,bc,cd->ad with a 2, b 3, c 4, d 5. opt_einsum's path: bc.cd over b, c, d (60)
+        # then ab.bd over a, b, d (30) = 90 MACs
+        (True, True, 90),
+        # torch's own left-to-right order: ab.bc over a, b, c (24), ac.cd over a, c, d (40)
+        (True, False, 64),  # installed but disabled
+        (False, False, 64),  # not installed (then torch reports it disabled)
+    ],
+)
+def test_einsum_three_operands_follow_opt_einsum_when_enabled(monkeypatch, available, enabled,
+                                                              macs):  # fmt: skip
+    # fx only: the stand-in replaces what the rule reads (torch.einsum keeps the real one)
+    monkeypatch.setattr(torch.backends, "opt_einsum", _FakeOptEinsum(available, enabled))
+    model = Fn(lambda a, b, c: torch.einsum("ab,bc,cd->ad", a, b, c))
+    report = flopgraph.analyze(model, ((2, 3), (3, 4), (4, 5)), frontend="fx")
+    assert report.cost == Cost(macs, 2 * macs)
