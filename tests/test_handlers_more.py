@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import Fn
+from torch import nn
 
 import flopgraph
 from flopgraph import Cost
@@ -603,3 +604,74 @@ def test_einsum_three_operands_follow_opt_einsum_when_enabled(monkeypatch, avail
     model = Fn(lambda a, b, c: torch.einsum("ab,bc,cd->ad", a, b, c))
     report = flopgraph.analyze(model, ((2, 3), (3, 4), (4, 5)), frontend="fx")
     assert report.cost == Cost(macs, 2 * macs)
+
+
+# transformer.py: a mask given, dropout p = 0 in training, RMSNorm as the final norm, the
+# decoder stack, a custom encoder
+#
+# TransformerEncoderLayer(8, 2, 16) on src [4, 2, 8] (8 rows of 8; 2 heads of 4, B = 4):
+#   attention: q, k, v projections 3 * 8 * 8 * 8 = 1_536 MACs, 2 * 1_536 + 3 * 64 biases
+#   = 3_264; core: 64 scores, 64 * 4 * 2 = 512 MACs, 1_024 + 64 * (1 scale + 5 softmax)
+#   = 1_408; out projection 512 MACs, 1_024 + 64 = 1_088: 2_560 MACs, 5_760 FLOPs
+#   feed-forward: 8 * 8 * 16 * 2 = 2_048 MACs; 4_096 + 128 bias + 128 relu + 64 bias
+#   + 2 * 64 residual adds + 2 LayerNorms 8 * 64 = 5_568 FLOPs
+ENC_LAYER = Cost(2_560 + 2_048, 5_760 + 5_568)  # 4_608 MACs, 11_328 FLOPs
+
+
+class _MaskedEncoderLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(8, 2, 16).eval()
+
+    def forward(self, x, mask):
+        return self.layer(x, src_mask=mask)
+
+
+def test_encoder_layer_with_a_mask_adds_the_masking_add():
+    # a float mask [4, 4]: one add on each of the 64 scores
+    mask = flopgraph.TensorSpec((4, 4))
+    for report in _both(_MaskedEncoderLayer(), ((4, 2, 8), mask)):
+        assert report.cost == ENC_LAYER + Cost(0, 64)
+
+
+def test_encoder_layer_training_with_dropout_zero_counts_no_dropout():
+    # p = 0 everywhere: every dropout is the identity, as in eval
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0).train()
+    for report in _both(layer, ((4, 2, 8),)):
+        assert report.cost == ENC_LAYER
+
+
+@pytest.mark.parametrize("affine, per_element", [(True, 3 + 1), (False, 3)])
+def test_encoder_with_a_final_rms_norm(affine, per_element):
+    # one layer, then RMSNorm(8) on the 64 elements: 3 per element, + 1 with a weight
+    norm = nn.RMSNorm(8, elementwise_affine=affine)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), 1, norm=norm,
+                                enable_nested_tensor=False).eval()  # fmt: skip
+    for report in _both(enc, ((4, 2, 8),)):
+        assert report.cost == ENC_LAYER + Cost(0, per_element * 64)
+
+
+def test_decoder_stack():
+    # TransformerDecoder(one TransformerDecoderLayer(8, 2, 16)), no final norm;
+    # tgt [3, 2, 8] (6 rows), memory [4, 2, 8] (8 rows)
+    #   self attention L = S = 3: projections 3 * 6 * 64 = 1_152 MACs, 2_304 + 144;
+    #     core 36 scores, 288 MACs, 576 + 6 * 36; out 384 MACs, 768 + 48:
+    #     1_824 MACs, 2_448 + 792 + 816 = 4_056 FLOPs
+    #   cross attention L = 3, S = 4: q 384, k and v 2 * 512, core 48 scores * 8 = 384,
+    #     out 384: 2_176 MACs; 4_352 + 48 + 128 + 6 * 48 + 48 = 4_864 FLOPs
+    #   feed-forward on 6 rows: 1_536 MACs; 3_072 + 96 + 96 + 48 + 3 * 48 residual adds
+    #     + 3 LayerNorms 8 * 48 = 4_608 FLOPs
+    dec = nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16), 1).eval()
+    for report in _both(dec, ((3, 2, 8), (4, 2, 8))):
+        assert report.cost == Cost(1_824 + 2_176 + 1_536, 4_056 + 4_864 + 4_608)
+
+
+class _PassEncoder(nn.Module):
+    def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        return src
+
+
+def test_transformer_with_a_custom_encoder_is_refused_on_fx():
+    model = nn.Transformer(8, 2, 1, 1, 16, custom_encoder=_PassEncoder()).eval()
+    with pytest.raises(flopgraph.FlopgraphError, match="custom encoder or decoder"):
+        flopgraph.analyze(model, ((4, 2, 8), (3, 2, 8)), frontend="fx")
