@@ -675,3 +675,115 @@ def test_transformer_with_a_custom_encoder_is_refused_on_fx():
     model = nn.Transformer(8, 2, 1, 1, 16, custom_encoder=_PassEncoder()).eval()
     with pytest.raises(flopgraph.FlopgraphError, match="custom encoder or decoder"):
         flopgraph.analyze(model, ((4, 2, 8), (3, 2, 8)), frontend="fx")
+
+
+# torchvision_ops.py: swin windows (padding, non-square windows, a batch, the shift dropped
+# along a dim the window covers, cosine attention), dropout p = 0, RoIAlign's sampling
+# ratio, MultiScaleRoIAlign. fx only for swin: fx keeps shifted_window_attention whole
+
+
+def _swin(x, window, shift, train=False, p=0.0, v2=False):
+    from torchvision.models import swin_transformer as swin
+
+    cls = swin.ShiftedWindowAttentionV2 if v2 else swin.ShiftedWindowAttention
+    model = cls(8, window, shift, 2, attention_dropout=p, dropout=p).train(train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", flopgraph.SkippedOpWarning)
+        return flopgraph.analyze(model, (x,), frontend="fx").cost
+
+
+@pytest.mark.parametrize(
+    "x, expected",
+    [
+        # x [2, 5, 5, 8], 2 x 3 windows, shift [1, 1], 2 heads of 4: padded to 6 x 6,
+        # (6 / 2) * (6 / 3) = 6 windows of 6 tokens per image, 2 images: 12 windows,
+        # rows 12 * 6 = 72 of 8 (576 elements), scores [12, 2, 6, 6] = 864.
+        # qkv 72 * 8 * 24 = 13_824 MACs, 27_648 + 72 * 24 bias = 29_376; q scaling 576;
+        # q @ k^T 864 * 4 = 3_456 MACs, 6_912; + bias table 864; shifted: the region mask
+        # 6 * 6 * 6 = 216 subtracts and its add 864; softmax 5 * 864 = 4_320;
+        # attn @ v 3_456 MACs, 6_912; proj 72 * 8 * 8 = 4_608 MACs, 9_216 + 576 = 9_792
+        ((2, 5, 5, 8), Cost(13_824 + 3_456 + 3_456 + 4_608,
+                            29_376 + 576 + 6_912 + 864 + 216 + 864 + 4_320 + 6_912 + 9_792)),
+        # x [1, 5, 3, 8]: padded to 6 x 3; the 3-wide window covers the width, so only the
+        # height shifts (still a masked map): 3 windows, 18 rows (144), scores 216.
+        # qkv 18 * 192 = 3_456 MACs, 6_912 + 432; q scaling 144; q @ k^T 864 MACs, 1_728;
+        # + bias 216; mask 3 * 36 = 108 and 216; softmax 1_080; attn @ v 864, 1_728;
+        # proj 18 * 64 = 1_152 MACs, 2_304 + 144
+        ((1, 5, 3, 8), Cost(3_456 + 864 + 864 + 1_152,
+                            7_344 + 144 + 1_728 + 216 + 108 + 216 + 1_080 + 1_728 + 2_448)),
+        # x [1, 2, 3, 8]: one window covering the whole map, no shift along either dim:
+        # 6 rows (48), scores 72. qkv 6 * 192 = 1_152 MACs, 2_304 + 144; q scaling 48;
+        # q @ k^T 288 MACs, 576; + bias 72; softmax 360; attn @ v 288, 576;
+        # proj 384 MACs, 768 + 48
+        ((1, 2, 3, 8), Cost(1_152 + 288 + 288 + 384,
+                            2_448 + 48 + 576 + 72 + 360 + 576 + 816)),
+    ],
+)  # fmt: skip
+def test_shifted_window_attention_windows(x, expected):
+    pytest.importorskip("torchvision")
+    assert _swin(x, [2, 3], [1, 1]) == expected
+
+
+def test_shifted_window_attention_training_with_dropout_zero():
+    # as the one-window case above: p = 0 makes both dropouts the identity in training
+    pytest.importorskip("torchvision")
+    assert _swin((1, 2, 3, 8), [2, 3], [1, 1], train=True, p=0.0) == Cost(2_112, 4_896)
+
+
+def test_shifted_window_attention_v2_cosine():
+    # Swin V2 on the one-window case x [1, 2, 3, 8] (rows 48 elements, scores 72):
+    #   the relative position bias MLP on the (2*2-1) * (2*3-1) = 15 coordinate pairs:
+    #   Linear(2, 512) 15 * 2 * 512 = 15_360 MACs, 30_720 + 7_680 bias; ReLU 7_680;
+    #   Linear(512, 2, no bias) 15_360 MACs, 30_720; 16 * sigmoid on the [1, 2, 6, 6]
+    #   table: 72 + 72
+    #   the window: qkv 1_152 MACs, 2_448; cosine attention: normalize q and k 3 * 48 each,
+    #   clamp and exp of logit_scale [2, 1, 1] 2 * 2, the scale multiply on the scores 72;
+    #   q @ k^T 288 MACs, 576; + bias 72; softmax 360; attn @ v 288, 576; proj 384, 816
+    pytest.importorskip("torchvision")
+    mlp = Cost(15_360 + 15_360, 30_720 + 7_680 + 7_680 + 30_720 + 144)
+    window = Cost(1_152 + 288 + 288 + 384,
+                  2_448 + 288 + 4 + 72 + 576 + 72 + 360 + 576 + 816)  # fmt: skip
+    assert _swin((1, 2, 3, 8), [2, 3], [1, 1], v2=True) == mlp + window
+
+
+class _RoI(nn.Module):
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x, rois):
+        return self.layer(x, rois)
+
+
+@pytest.mark.parametrize(
+    "ratio, samples",
+    # sampling_ratio 3: 3 * 3 = 9 samples per bin; 0 is adaptive as -1: its least, 1
+    [(3, 9), (0, 1)],
+)
+def test_roi_align_sampling_ratio(ratio, samples):
+    ops = pytest.importorskip("torchvision.ops")
+    # out [3 boxes, 2 channels, 2, 3] = 36 bins; 4 MACs a sample, 9 FLOPs (8 + the mean)
+    s = 36 * samples
+    for report in _both(_RoI(ops.RoIAlign((2, 3), 1.0, ratio)), ((1, 2, 8, 8), (3, 5))):
+        assert report.cost == Cost(4 * s, 9 * s)
+
+
+class _MultiScale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        from torchvision.ops import MultiScaleRoIAlign
+
+        self.pool = MultiScaleRoIAlign(["p2"], 2, 2)
+
+    def forward(self, x, boxes):
+        return self.pool({"p2": x}, [boxes], [(32, 32)])
+
+
+def test_multiscale_roi_align_on_fx():
+    # fx keeps _multiscale_roi_align whole: the formula on its output [3 boxes, 2, 2, 2]
+    # = 24 bins, sampling_ratio 2: 4 samples a bin, S = 96: 4 S MACs, 9 S FLOPs
+    pytest.importorskip("torchvision")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", flopgraph.SkippedOpWarning)
+        report = flopgraph.analyze(_MultiScale(), ((1, 2, 8, 8), (3, 4)), frontend="fx")
+    assert report.cost == Cost(4 * 96, 9 * 96)
