@@ -787,3 +787,34 @@ def test_multiscale_roi_align_on_fx():
         warnings.simplefilter("error", flopgraph.SkippedOpWarning)
         report = flopgraph.analyze(_MultiScale(), ((1, 2, 8, 8), (3, 4)), frontend="fx")
     assert report.cost == Cost(4 * 96, 9 * 96)
+
+
+# quantized.py: the packed-weight rules. Quantized kernels have no fake versions, so each
+# rule is called on the metadata the aten frontend records: packed_weight as (w, b)
+
+
+def _quantized_ctx(x, w, b, y):
+    from flopgraph.handlers.context import OpContext
+    from flopgraph.records import TensorMeta
+
+    packed = (TensorMeta(w, "qint8"), TensorMeta(b) if b else None)
+    return OpContext("aten", (TensorMeta(x, "quint8"), packed, 0.1, 0), {},
+                     TensorMeta(y, "quint8"))  # fmt: skip
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_quantized_packed_weight_rules(bias):
+    from flopgraph.handlers import quantized
+
+    b = 1 if bias else 0
+    # conv2d: x [1, 2, 5, 5], w [3, 2, 3, 3] -> y [1, 3, 3, 3] (27):
+    # N*Cout*prod(S_out)*Cin*k*k = 1 * 3 * 9 * 2 * 9 = 486 MACs; + 27 with a bias
+    ctx = _quantized_ctx((1, 2, 5, 5), (3, 2, 3, 3), (3,) if bias else None, (1, 3, 3, 3))
+    assert quantized.conv(ctx) == Cost(486, 2 * 486 + 27 * b)
+    # conv_transpose2d: x [1, 2, 3, 3], w [Cin 2, Cout 3, 3, 3] -> y [1, 3, 5, 5] (75):
+    # N*Cin*prod(S_in)*Cout*k*k = 1 * 2 * 9 * 3 * 9 = 486 MACs; + 75 with a bias
+    ctx = _quantized_ctx((1, 2, 3, 3), (2, 3, 3, 3), (3,) if bias else None, (1, 3, 5, 5))
+    assert quantized.conv_transpose(ctx) == Cost(486, 2 * 486 + 75 * b)
+    # linear: x [4, 6], w [5, 6] -> y [4, 5] (20): 4 * 6 * 5 = 120 MACs; + 20 with a bias
+    ctx = _quantized_ctx((4, 6), (5, 6), (5,) if bias else None, (4, 5))
+    assert quantized.linear(ctx) == Cost(120, 240 + 20 * b)
