@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import Fn
+from torch import nn
 
 import flopgraph
 from flopgraph import Cost
@@ -465,3 +466,368 @@ def test_baddbmm_with_operands_by_name_on_both_frontends():
     for frontend in ("fx", "aten"):
         r = flopgraph.analyze(Alibi(), (bias, q, k), frontend=frontend)
         assert (r.macs, r.flops) == (4 * 16 * 16 * 8, 2 * 4 * 16 * 16 * 8 + 4 * 16 * 16)
+
+
+# --- survivors of the complete mutation run (2026-11-27): one test per unguarded branch ----
+
+# fft.py: the default dim, s with dim=None, s entries of -1, "forward" norm, aten r2c / c2r
+
+
+def test_fft_default_dim_is_the_last_of_three():
+    # complex [2, 4, 8], no dim: the last (N = 8): 2 * 4 lines * 5 * 8 * 3 = 960
+    x = torch.rand(2, 4, 8)
+    assert _cost(lambda x: torch.fft.fft(x.to(torch.complex64)), x) == Cost(0, 960)
+
+
+def test_fftn_with_sizes_transforms_the_last_dims():
+    # fftn(s=(4, 16)) on a real [2, 4, 8], dim None: the last two dims, padded to 4 x 16:
+    # signal [2, 4, 16] (128), 5 * 128 * (log2 4 + log2 16) / 2 = 5 * 128 * 6 / 2 = 1_920
+    assert _cost(lambda x: torch.fft.fftn(x, s=(4, 16)), torch.rand(2, 4, 8)) == Cost(0, 1_920)
+
+
+def test_rfft2_with_sizes_uses_the_given_length_of_the_last_dim():
+    x = torch.rand(2, 4, 8)
+    # s = (3, 16): the signal is [2, 3, 16] (96 elements), lengths 3 (2 stages) and 16 (4):
+    # 5 * 96 * 6 / 2 = 1_440
+    assert _cost(lambda x: torch.fft.rfft2(x, s=(3, 16)), x) == Cost(0, 1_440)
+    # s = (4, 1): a length of 1 is 1 (0 stages), not the input's own 8:
+    # signal [2, 4, 1] (8), 5 * 8 * (2 + 0) / 2 = 40
+    assert _cost(lambda x: torch.fft.rfft2(x, s=(4, 1)), x) == Cost(0, 40)
+    # s = (4, -1): -1 keeps the input's own length 8: 5 * 64 * (2 + 3) / 2 = 800
+    assert _cost(lambda x: torch.fft.rfft2(x, s=(4, -1)), x) == Cost(0, 800)
+
+
+def test_fft_forward_norm_scales_the_forward_transform_only():
+    # complex [3, 8]: 360; norm="forward" scales the forward transform's 24 outputs by 1/n,
+    # and leaves the inverse unscaled
+    x = torch.rand(3, 8)
+    fwd = _cost(lambda x: torch.fft.fft(x.to(torch.complex64), norm="forward"), x)
+    assert fwd == Cost(0, 360 + 24)
+    inv = _cost(lambda x: torch.fft.ifft(x.to(torch.complex64), norm="forward"), x)
+    assert inv == Cost(0, 360)
+
+
+def test_fft_aten_r2c_and_c2r_called_directly():
+    # _fft_r2c(x, dim, normalization, onesided) on a real [3, 8]: the real signal is the
+    # input: 3 * 5 * 8 * 3 / 2 = 180 (out [3, 5], no normalization)
+    x = torch.rand(3, 8)
+    assert _cost(lambda x: torch.ops.aten._fft_r2c(x, [1], 0, True), x) == Cost(0, 180)
+    # _fft_c2r(z, dim, normalization, last_dim_size) on complex [3, 5] to a real [3, 8]:
+    # the real signal is the output: 180; normalization 2 scales its 24 elements: 204
+    z = torch.rand(3, 5, dtype=torch.complex64)
+    assert _cost(lambda z: torch.ops.aten._fft_c2r(z, [1], 2, 8), z) == Cost(0, 180 + 24)
+
+
+# sampling.py: grid_sampler (the aten-level function, interpolation mode as an integer)
+
+
+@pytest.mark.parametrize(
+    "x, grid, mode, taps",
+    [
+        ((2, 3, 8, 8), GRID, 0, 4),  # 2-D, mode 0 bilinear: 4 taps; out [2, 3, 4, 5] = 120
+        ((2, 3, 8, 8), GRID, 2, 16),  # mode 2 bicubic: 16 taps
+        ((2, 3, 8, 8), GRID, 1, 0),  # mode 1 nearest: 0
+        # 3-D, mode 0 is trilinear (8 taps): out [1, 5, 2, 3, 2] = 60
+        ((1, 5, 4, 4, 4), torch.zeros(1, 2, 3, 2, 3), 0, 8),
+    ],
+)
+def test_grid_sampler_called_directly(x, grid, mode, taps):
+    out = 120 if len(x) == 4 else 60
+    cost = _cost(lambda x, g: torch.grid_sampler(x, g, mode, 0, False), torch.rand(x), grid)
+    assert cost == Cost(taps * out, 2 * taps * out)
+
+
+# misc.py: upsample_bilinear's own rule. F.upsample_bilinear reaches neither frontend as
+# itself (it calls F.interpolate, which both record), so the rule is checked directly
+
+
+def test_upsample_bilinear_rule():
+    from flopgraph.handlers.context import OpContext
+    from flopgraph.handlers.misc import upsample_bilinear
+    from flopgraph.records import TensorMeta
+
+    # out [1, 2, 6, 6] = 72 elements, 4 taps: 288 MACs
+    ctx = OpContext("call_function", (TensorMeta((1, 2, 3, 3)),), {"scale_factor": 2},
+                    TensorMeta((1, 2, 6, 6)))  # fmt: skip
+    assert upsample_bilinear(ctx) == Cost(288, 576)
+
+
+# norms.py: F.batch_norm in training with running statistics given: from the input
+
+
+def test_functional_batch_norm_in_training_with_running_stats():
+    # x [2, 3, 4] (24 elements): statistics from the input, 6 per element, no affine
+    cost = _cost(lambda x: F.batch_norm(x, torch.zeros(3), torch.ones(3), training=True),
+                 torch.rand(2, 3, 4))  # fmt: skip
+    assert cost == Cost(0, 6 * 24)
+
+
+# attention.py: nn.MultiheadAttention with only a key padding mask
+
+
+class _PaddedSelfAttention(_SelfAttention):
+    def forward(self, x, pad):
+        return self.mha(x, x, x, key_padding_mask=pad)[0]
+
+
+@pytest.mark.parametrize("frontend", ["fx", "aten"])
+def test_multihead_attention_module_with_only_a_key_padding_mask(frontend):
+    # as test_multihead_attention_batch_and_heads_apart, plus the masking add on each of
+    # the 96 scores
+    pad = flopgraph.TensorSpec((3, 4), torch.bool)
+    report = flopgraph.analyze(_PaddedSelfAttention(), ((3, 4, 8), pad), frontend=frontend)
+    assert report.cost == Cost(4 * 768 + 768, 4 * 1632 + 2112 + 96 + 96)
+
+
+# contractions.py: einsum's contraction order with 3 operands (opt_einsum's path when it is
+# installed and enabled). opt_einsum is optional, so a stand-in gives its path here
+
+
+class _FakeOptEinsum:
+    def __init__(self, available: bool, enabled: bool):
+        self.enabled, self.strategy, self._available = enabled, "auto", available
+
+    def is_available(self) -> bool:
+        return self._available
+
+    def get_opt_einsum(self):
+        class Oe:  # contract b and c first: (bc, cd) -> bd, then (ab, bd) -> ad
+            @staticmethod
+            def contract_path(*args, **kwargs):
+                return [(1, 2), (0, 1)], None
+
+        return Oe
+
+
+@pytest.mark.parametrize(
+    "available, enabled, macs",
+    [
+        # ab,bc,cd->ad with a 2, b 3, c 4, d 5. opt_einsum's path: bc.cd over b, c, d (60)
+        # then ab.bd over a, b, d (30) = 90 MACs
+        (True, True, 90),
+        # torch's own left-to-right order: ab.bc over a, b, c (24), ac.cd over a, c, d (40)
+        (True, False, 64),  # installed but disabled
+        (False, False, 64),  # not installed (then torch reports it disabled)
+    ],
+)
+def test_einsum_three_operands_follow_opt_einsum_when_enabled(monkeypatch, available, enabled,
+                                                              macs):  # fmt: skip
+    # fx only: the stand-in replaces what the rule reads (torch.einsum keeps the real one)
+    monkeypatch.setattr(torch.backends, "opt_einsum", _FakeOptEinsum(available, enabled))
+    model = Fn(lambda a, b, c: torch.einsum("ab,bc,cd->ad", a, b, c))
+    report = flopgraph.analyze(model, ((2, 3), (3, 4), (4, 5)), frontend="fx")
+    assert report.cost == Cost(macs, 2 * macs)
+
+
+# transformer.py: a mask given, dropout p = 0 in training, RMSNorm as the final norm, the
+# decoder stack, a custom encoder
+#
+# TransformerEncoderLayer(8, 2, 16) on src [4, 2, 8] (8 rows of 8; 2 heads of 4, B = 4):
+#   attention: q, k, v projections 3 * 8 * 8 * 8 = 1_536 MACs, 2 * 1_536 + 3 * 64 biases
+#   = 3_264; core: 64 scores, 64 * 4 * 2 = 512 MACs, 1_024 + 64 * (1 scale + 5 softmax)
+#   = 1_408; out projection 512 MACs, 1_024 + 64 = 1_088: 2_560 MACs, 5_760 FLOPs
+#   feed-forward: 8 * 8 * 16 * 2 = 2_048 MACs; 4_096 + 128 bias + 128 relu + 64 bias
+#   + 2 * 64 residual adds + 2 LayerNorms 8 * 64 = 5_568 FLOPs
+ENC_LAYER = Cost(2_560 + 2_048, 5_760 + 5_568)  # 4_608 MACs, 11_328 FLOPs
+
+
+class _MaskedEncoderLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(8, 2, 16).eval()
+
+    def forward(self, x, mask):
+        return self.layer(x, src_mask=mask)
+
+
+def test_encoder_layer_with_a_mask_adds_the_masking_add():
+    # a float mask [4, 4]: one add on each of the 64 scores
+    mask = flopgraph.TensorSpec((4, 4))
+    for report in _both(_MaskedEncoderLayer(), ((4, 2, 8), mask)):
+        assert report.cost == ENC_LAYER + Cost(0, 64)
+
+
+def test_encoder_layer_training_with_dropout_zero_counts_no_dropout():
+    # p = 0 everywhere: every dropout is the identity, as in eval
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0).train()
+    for report in _both(layer, ((4, 2, 8),)):
+        assert report.cost == ENC_LAYER
+
+
+@pytest.mark.parametrize("affine, per_element", [(True, 3 + 1), (False, 3)])
+def test_encoder_with_a_final_rms_norm(affine, per_element):
+    # one layer, then RMSNorm(8) on the 64 elements: 3 per element, + 1 with a weight
+    norm = nn.RMSNorm(8, elementwise_affine=affine)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), 1, norm=norm,
+                                enable_nested_tensor=False).eval()  # fmt: skip
+    for report in _both(enc, ((4, 2, 8),)):
+        assert report.cost == ENC_LAYER + Cost(0, per_element * 64)
+
+
+def test_decoder_stack():
+    # TransformerDecoder(one TransformerDecoderLayer(8, 2, 16)), no final norm;
+    # tgt [3, 2, 8] (6 rows), memory [4, 2, 8] (8 rows)
+    #   self attention L = S = 3: projections 3 * 6 * 64 = 1_152 MACs, 2_304 + 144;
+    #     core 36 scores, 288 MACs, 576 + 6 * 36; out 384 MACs, 768 + 48:
+    #     1_824 MACs, 2_448 + 792 + 816 = 4_056 FLOPs
+    #   cross attention L = 3, S = 4: q 384, k and v 2 * 512, core 48 scores * 8 = 384,
+    #     out 384: 2_176 MACs; 4_352 + 48 + 128 + 6 * 48 + 48 = 4_864 FLOPs
+    #   feed-forward on 6 rows: 1_536 MACs; 3_072 + 96 + 96 + 48 + 3 * 48 residual adds
+    #     + 3 LayerNorms 8 * 48 = 4_608 FLOPs
+    dec = nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, 16), 1).eval()
+    for report in _both(dec, ((3, 2, 8), (4, 2, 8))):
+        assert report.cost == Cost(1_824 + 2_176 + 1_536, 4_056 + 4_864 + 4_608)
+
+
+class _PassEncoder(nn.Module):
+    def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        return src
+
+
+def test_transformer_with_a_custom_encoder_is_refused_on_fx():
+    model = nn.Transformer(8, 2, 1, 1, 16, custom_encoder=_PassEncoder()).eval()
+    with pytest.raises(flopgraph.FlopgraphError, match="custom encoder or decoder"):
+        flopgraph.analyze(model, ((4, 2, 8), (3, 2, 8)), frontend="fx")
+
+
+# torchvision_ops.py: swin windows (padding, non-square windows, a batch, the shift dropped
+# along a dim the window covers, cosine attention), dropout p = 0, RoIAlign's sampling
+# ratio, MultiScaleRoIAlign. fx only for swin: fx keeps shifted_window_attention whole
+
+
+def _swin(x, window, shift, train=False, p=0.0, v2=False):
+    from torchvision.models import swin_transformer as swin
+
+    cls = swin.ShiftedWindowAttentionV2 if v2 else swin.ShiftedWindowAttention
+    model = cls(8, window, shift, 2, attention_dropout=p, dropout=p).train(train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", flopgraph.SkippedOpWarning)
+        return flopgraph.analyze(model, (x,), frontend="fx").cost
+
+
+@pytest.mark.parametrize(
+    "x, expected",
+    [
+        # x [2, 5, 5, 8], 2 x 3 windows, shift [1, 1], 2 heads of 4: padded to 6 x 6,
+        # (6 / 2) * (6 / 3) = 6 windows of 6 tokens per image, 2 images: 12 windows,
+        # rows 12 * 6 = 72 of 8 (576 elements), scores [12, 2, 6, 6] = 864.
+        # qkv 72 * 8 * 24 = 13_824 MACs, 27_648 + 72 * 24 bias = 29_376; q scaling 576;
+        # q @ k^T 864 * 4 = 3_456 MACs, 6_912; + bias table 864; shifted: the region mask
+        # 6 * 6 * 6 = 216 subtracts and its add 864; softmax 5 * 864 = 4_320;
+        # attn @ v 3_456 MACs, 6_912; proj 72 * 8 * 8 = 4_608 MACs, 9_216 + 576 = 9_792
+        ((2, 5, 5, 8), Cost(13_824 + 3_456 + 3_456 + 4_608,
+                            29_376 + 576 + 6_912 + 864 + 216 + 864 + 4_320 + 6_912 + 9_792)),
+        # x [1, 5, 3, 8]: padded to 6 x 3; the 3-wide window covers the width, so only the
+        # height shifts (still a masked map): 3 windows, 18 rows (144), scores 216.
+        # qkv 18 * 192 = 3_456 MACs, 6_912 + 432; q scaling 144; q @ k^T 864 MACs, 1_728;
+        # + bias 216; mask 3 * 36 = 108 and 216; softmax 1_080; attn @ v 864, 1_728;
+        # proj 18 * 64 = 1_152 MACs, 2_304 + 144
+        ((1, 5, 3, 8), Cost(3_456 + 864 + 864 + 1_152,
+                            7_344 + 144 + 1_728 + 216 + 108 + 216 + 1_080 + 1_728 + 2_448)),
+        # x [1, 2, 3, 8]: one window covering the whole map, no shift along either dim:
+        # 6 rows (48), scores 72. qkv 6 * 192 = 1_152 MACs, 2_304 + 144; q scaling 48;
+        # q @ k^T 288 MACs, 576; + bias 72; softmax 360; attn @ v 288, 576;
+        # proj 384 MACs, 768 + 48
+        ((1, 2, 3, 8), Cost(1_152 + 288 + 288 + 384,
+                            2_448 + 48 + 576 + 72 + 360 + 576 + 816)),
+    ],
+)  # fmt: skip
+def test_shifted_window_attention_windows(x, expected):
+    pytest.importorskip("torchvision")
+    assert _swin(x, [2, 3], [1, 1]) == expected
+
+
+def test_shifted_window_attention_training_with_dropout_zero():
+    # as the one-window case above: p = 0 makes both dropouts the identity in training
+    pytest.importorskip("torchvision")
+    assert _swin((1, 2, 3, 8), [2, 3], [1, 1], train=True, p=0.0) == Cost(2_112, 4_896)
+
+
+def test_shifted_window_attention_v2_cosine():
+    # Swin V2 on the one-window case x [1, 2, 3, 8] (rows 48 elements, scores 72):
+    #   the relative position bias MLP on the (2*2-1) * (2*3-1) = 15 coordinate pairs:
+    #   Linear(2, 512) 15 * 2 * 512 = 15_360 MACs, 30_720 + 7_680 bias; ReLU 7_680;
+    #   Linear(512, 2, no bias) 15_360 MACs, 30_720; 16 * sigmoid on the [1, 2, 6, 6]
+    #   table: 72 + 72
+    #   the window: qkv 1_152 MACs, 2_448; cosine attention: normalize q and k 3 * 48 each,
+    #   clamp and exp of logit_scale [2, 1, 1] 2 * 2, the scale multiply on the scores 72;
+    #   q @ k^T 288 MACs, 576; + bias 72; softmax 360; attn @ v 288, 576; proj 384, 816
+    pytest.importorskip("torchvision")
+    mlp = Cost(15_360 + 15_360, 30_720 + 7_680 + 7_680 + 30_720 + 144)
+    window = Cost(1_152 + 288 + 288 + 384,
+                  2_448 + 288 + 4 + 72 + 576 + 72 + 360 + 576 + 816)  # fmt: skip
+    assert _swin((1, 2, 3, 8), [2, 3], [1, 1], v2=True) == mlp + window
+
+
+class _RoI(nn.Module):
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x, rois):
+        return self.layer(x, rois)
+
+
+@pytest.mark.parametrize(
+    "ratio, samples",
+    # sampling_ratio 3: 3 * 3 = 9 samples per bin; 0 is adaptive as -1: its least, 1
+    [(3, 9), (0, 1)],
+)
+def test_roi_align_sampling_ratio(ratio, samples):
+    ops = pytest.importorskip("torchvision.ops")
+    # out [3 boxes, 2 channels, 2, 3] = 36 bins; 4 MACs a sample, 9 FLOPs (8 + the mean)
+    s = 36 * samples
+    for report in _both(_RoI(ops.RoIAlign((2, 3), 1.0, ratio)), ((1, 2, 8, 8), (3, 5))):
+        assert report.cost == Cost(4 * s, 9 * s)
+
+
+class _MultiScale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        from torchvision.ops import MultiScaleRoIAlign
+
+        self.pool = MultiScaleRoIAlign(["p2"], 2, 2)
+
+    def forward(self, x, boxes):
+        return self.pool({"p2": x}, [boxes], [(32, 32)])
+
+
+def test_multiscale_roi_align_on_fx():
+    # fx keeps _multiscale_roi_align whole: the formula on its output [3 boxes, 2, 2, 2]
+    # = 24 bins, sampling_ratio 2: 4 samples a bin, S = 96: 4 S MACs, 9 S FLOPs
+    pytest.importorskip("torchvision")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", flopgraph.SkippedOpWarning)
+        report = flopgraph.analyze(_MultiScale(), ((1, 2, 8, 8), (3, 4)), frontend="fx")
+    assert report.cost == Cost(4 * 96, 9 * 96)
+
+
+# quantized.py: the packed-weight rules. Quantized kernels have no fake versions, so each
+# rule is called on the metadata the aten frontend records: packed_weight as (w, b)
+
+
+def _quantized_ctx(x, w, b, y):
+    from flopgraph.handlers.context import OpContext
+    from flopgraph.records import TensorMeta
+
+    packed = (TensorMeta(w, "qint8"), TensorMeta(b) if b else None)
+    return OpContext("aten", (TensorMeta(x, "quint8"), packed, 0.1, 0), {},
+                     TensorMeta(y, "quint8"))  # fmt: skip
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_quantized_packed_weight_rules(bias):
+    from flopgraph.handlers import quantized
+
+    b = 1 if bias else 0
+    # conv2d: x [1, 2, 5, 5], w [3, 2, 3, 3] -> y [1, 3, 3, 3] (27):
+    # N*Cout*prod(S_out)*Cin*k*k = 1 * 3 * 9 * 2 * 9 = 486 MACs; + 27 with a bias
+    ctx = _quantized_ctx((1, 2, 5, 5), (3, 2, 3, 3), (3,) if bias else None, (1, 3, 3, 3))
+    assert quantized.conv(ctx) == Cost(486, 2 * 486 + 27 * b)
+    # conv_transpose2d: x [1, 2, 3, 3], w [Cin 2, Cout 3, 3, 3] -> y [1, 3, 5, 5] (75):
+    # N*Cin*prod(S_in)*Cout*k*k = 1 * 2 * 9 * 3 * 9 = 486 MACs; + 75 with a bias
+    ctx = _quantized_ctx((1, 2, 3, 3), (2, 3, 3, 3), (3,) if bias else None, (1, 3, 5, 5))
+    assert quantized.conv_transpose(ctx) == Cost(486, 2 * 486 + 75 * b)
+    # linear: x [4, 6], w [5, 6] -> y [4, 5] (20): 4 * 6 * 5 = 120 MACs; + 20 with a bias
+    ctx = _quantized_ctx((4, 6), (5, 6), (5,) if bias else None, (4, 5))
+    assert quantized.linear(ctx) == Cost(120, 240 + 20 * b)
