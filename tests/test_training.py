@@ -684,3 +684,41 @@ def test_torch_preset_grouped_convolution_backward_equals_flop_counter_mode(grou
     fwd = 2 * 8 * (side * side if transposed else out * out) * (8 // groups) * 9
     back = r.by_module(phase="backward")["1"]
     assert back.macs == 2 * fwd  # grad-input and grad-weight, each the forward's MACs
+
+
+class Scaled(nn.Module):
+    """``fn(x * w)``: a trainable scale before ``fn``, so that ``fn``'s input needs a gradient."""
+
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn, self.w = fn, nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return self.fn(x * self.w)
+
+
+@pytest.mark.parametrize(
+    ("fn", "expected"),
+    [
+        # the transpose of the forward: each output gradient back to what it read
+        (lambda x: F.avg_pool2d(x, 2), Cost(0, 2 * 3 * 4 * 4 * 4)),  # numel(out) * k*k
+        (lambda x: F.avg_pool2d(x, 3, stride=1), Cost(0, 2 * 3 * 6 * 6 * 9)),
+        # windows of 8 -> 3: [0, 3), [2, 6), [5, 8): 3 + 4 + 3 = 10 per dim
+        (lambda x: F.adaptive_avg_pool2d(x, 3), Cost(0, 2 * 3 * 10 * 10)),
+        (lambda x: F.adaptive_max_pool2d(x, 3), Cost(0, 2 * 3 * 3 * 3)),  # one add each
+        (lambda x: F.max_pool2d(x, 2), Cost(0, 2 * 3 * 4 * 4)),  # by its decomposition
+        (lambda x: F.interpolate(x, scale_factor=2), Cost(0, 2 * 3 * 16 * 16)),
+        (
+            lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"),
+            Cost(4 * 2 * 3 * 16 * 16, 8 * 2 * 3 * 16 * 16),
+        ),  # 4 taps per output gradient
+    ],
+    ids=["avg", "avg-overlap", "adaptive-avg", "adaptive-max", "max", "nearest", "bilinear"],
+)
+def test_pooling_and_interpolation_backward(fn, expected):
+    x = torch.randn(2, 3, 8, 8)
+    r = flopgraph.analyze(Scaled(fn), x, training=True)
+    assert r.skipped == {}
+    # the scale's own backward: grad * x (n) and its sum to one element (n - 1)
+    n = x.numel()
+    assert r.by_phase()["backward"] == Cost(expected.macs, expected.flops + n + n - 1)

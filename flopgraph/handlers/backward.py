@@ -92,6 +92,65 @@ ATTENTION_BACKWARD = (
 )
 
 
+# --- pooling and interpolation backward (no decomposition in torch's table) ------------
+# Each is the transpose of its forward: every output-gradient element goes back to the
+# inputs its forward read, added into their gradient, so it counts as its forward
+# (avg pooling: prod(kernel) per output element; adaptive pooling: the exact windows;
+# interpolation: taps x numel(out) multiply-adds) and a max pool's or nearest
+# upsampling's backward adds each output gradient into one input: numel(grad_out).
+
+
+def avg_pool_backward(ctx: OpContext) -> Cost:
+    # avg_pool2d_backward(grad_output, self, kernel_size, stride, padding, ...)
+    grad_out, x = ctx.args[0], ctx.args[1]
+    dims = len(x.shape) - 2 if len(x.shape) in (4, 5) else len(x.shape) - 1
+    kernel = tuple(_named(ctx, "kernel_size"))
+    kernel = kernel * dims if len(kernel) == 1 else kernel
+    return f.pool(grad_out.shape, kernel)
+
+
+def adaptive_avg_pool_backward(ctx: OpContext) -> Cost:
+    # _adaptive_avg_pool2d_backward(grad_output, self)
+    grad_out, x = ctx.args[0], ctx.args[1]
+    dims = 3 if "3d" in str(_overload(ctx)) else 2
+    return f.adaptive_pool(x.shape, grad_out.shape, dims)
+
+
+def scatter_back(ctx: OpContext) -> Cost:
+    return Cost(0, ctx.args[0].numel)
+
+
+def interpolation_backward(mode: str) -> Callable[[OpContext], Cost]:
+    def handler(ctx: OpContext) -> Cost:
+        return f.interpolate(mode, ctx.args[0].shape)
+
+    handler.__name__ = f"{mode}_backward"
+    return handler
+
+
+POOLING_BACKWARD = {
+    **dict.fromkeys(("avg_pool2d_backward", "avg_pool3d_backward"),
+                    Rule("avg_pool_backward", avg_pool_backward)),
+    **dict.fromkeys(("_adaptive_avg_pool2d_backward", "_adaptive_avg_pool3d_backward",
+                     "adaptive_avg_pool3d_backward"),
+                    Rule("adaptive_avg_pool_backward", adaptive_avg_pool_backward)),
+    **dict.fromkeys(("adaptive_max_pool2d_backward", "adaptive_max_pool3d_backward",
+                     "max_pool3d_with_indices_backward", "fractional_max_pool2d_backward",
+                     "fractional_max_pool3d_backward", "upsample_nearest1d_backward",
+                     "upsample_nearest2d_backward", "upsample_nearest3d_backward",
+                     "_upsample_nearest_exact1d_backward", "_upsample_nearest_exact2d_backward",
+                     "_upsample_nearest_exact3d_backward"),
+                    Rule("scatter_backward", scatter_back)),
+    "upsample_linear1d_backward": Rule("interpolate_backward", interpolation_backward("linear")),
+    "upsample_bilinear2d_backward": Rule("interpolate_backward",
+                                         interpolation_backward("bilinear")),
+    "upsample_trilinear3d_backward": Rule("interpolate_backward",
+                                          interpolation_backward("trilinear")),
+    "upsample_bicubic2d_backward": Rule("interpolate_backward",
+                                        interpolation_backward("bicubic")),
+}  # fmt: skip
+
+
 # --- the decomposition rule ------------------------------------------------------------
 
 DECOMPOSED = ("backward", "loss", "entropy")
@@ -264,6 +323,10 @@ def install(registry: Registry, rules_of: Callable[[], Registry]) -> None:
     """Add the training-step rules to ``registry`` (after every forward rule is in it:
     the foreach and decomposition rules are built from those)."""
     registry.add([aten.convolution_backward], Rule("convolution_backward", convolution_backward))
+    for name, rule in POOLING_BACKWARD.items():
+        packet = getattr(aten, name, None)
+        if packet is not None and registry.get(("aten", packet)) is None:
+            registry.add([packet], rule)
     for name, rule in FUSED.items():
         forms = [getattr(aten, n) for n in (name, name + "_") if hasattr(aten, n)]
         registry.add(forms, rule)
