@@ -722,3 +722,33 @@ def test_pooling_and_interpolation_backward(fn, expected):
     # the scale's own backward: grad * x (n) and its sum to one element (n - 1)
     n = x.numel()
     assert r.by_phase()["backward"] == Cost(expected.macs, expected.flops + n + n - 1)
+
+
+@pytest.mark.slow
+def test_mixture_of_experts_counts_on_fake_tensors_forward_and_step():
+    # transformers' MoE layers call _grouped_mm in float32 on the CPU, which its fake
+    # kernel refuses (bfloat16 only): shaped on bfloat16 stand-ins, nothing runs for real
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.MixtralConfig(
+        hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, vocab_size=100,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = transformers.MixtralForCausalLM(config).train()
+        ids = torch.randint(0, 100, (2, 8))
+        kwargs = {"input_ids": ids, "labels": ids}
+        forward = flopgraph.analyze(model, kwargs={"input_ids": ids})
+        assert not forward.frontend.real_run and forward.skipped == {}
+        # every token runs k = 2 experts: gate, up and down projections of 2 x 16 rows
+        experts = sum(
+            r.macs for r in forward.records if r.module.endswith("mlp.experts") and r.macs
+        )
+        assert experts == 2 * (2 * 16) * (64 * 96 * 2 + 96 * 64)
+        with sdpa_kernel(SDPBackend.MATH):
+            expected = flop_counter_step(model, (), kwargs, lambda out: out.loss)
+            preset = flopgraph.analyze(model, kwargs=kwargs, training=True, convention="torch")
+        step = flopgraph.analyze(model, kwargs=kwargs, training=True, optimizer="adamw")
+    assert preset.flops == expected
+    assert step.skipped == {} and list(step.by_phase()) == ["forward", "backward", "optimizer"]

@@ -72,6 +72,25 @@ _OPERANDS = {
 }
 
 
+def _grouped_mm(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``_grouped_mm`` on fake tensors of any float dtype. Its fake kernel accepts only
+    the bfloat16 operands of the CUDA kernel, while the CPU kernel (mixture-of-experts
+    layers in transformers call it) takes float32 too: the output's shape does not
+    depend on the dtype, so a float32 call is shaped by the kernel on bfloat16 stand-ins
+    and given the operands' dtype back (this runs inside the recorder, where the ops
+    made here reach FakeTensorMode unrecorded)."""
+    a, b = args[0], args[1]
+    if a.dtype == torch.bfloat16 or not (a.is_floating_point() and a.dtype == b.dtype):
+        return func(*args, **kwargs)
+    stand_in = func(a.to(torch.bfloat16), b.to(torch.bfloat16), *args[2:], **kwargs)
+    return stand_in.to(kwargs.get("out_dtype") or a.dtype)
+
+
+_FAKE_STAND_INS: dict[Any, Callable[[Any, tuple[Any, ...], dict[str, Any]], Any]] = {}
+if hasattr(torch.ops.aten, "_grouped_mm"):
+    _FAKE_STAND_INS[torch.ops.aten._grouped_mm.default] = _grouped_mm
+
+
 @dataclass(frozen=True)
 class AtenOp:
     """One aten op the forward ran, with tensors replaced by TensorMeta."""
@@ -312,7 +331,10 @@ class _Recorder:
             operands = _OPERANDS.get(func.overloadpacket.__name__)
             if operands is not None:
                 _check_dtypes([args[i] for i in operands if i < len(args)], str(func))
-            out = MISS if self.fast is None else self.fast(func, args, kwargs)
+            if self.fast is not None and func in _FAKE_STAND_INS:
+                out = _FAKE_STAND_INS[func](func, args, kwargs)
+            else:
+                out = MISS if self.fast is None else self.fast(func, args, kwargs)
             if out is MISS and self.flow is not None:
                 out = self.flow.run(func, args, kwargs)
             elif out is MISS:
