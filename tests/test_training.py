@@ -752,3 +752,26 @@ def test_mixture_of_experts_counts_on_fake_tensors_forward_and_step():
         step = flopgraph.analyze(model, kwargs=kwargs, training=True, optimizer="adamw")
     assert preset.flops == expected
     assert step.skipped == {} and list(step.by_phase()) == ["forward", "backward", "optimizer"]
+
+
+class LayerDrop(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(I, H), nn.Linear(H, H)
+
+    def forward(self, x):
+        h = self.a(x)
+        if self.training and torch.rand(()) < 0.5:  # skip a layer at random
+            return h
+        return self.b(h)
+
+
+def test_a_step_with_a_random_branch_is_refused_naming_the_line():
+    model = LayerDrop().train()
+    before = snapshot(model)
+    with pytest.raises(flopgraph.TraceError, match="control flow depends on tensor values") as e:
+        flopgraph.analyze(model, x_in(), training=True)
+    assert "test_training.py" in str(e.value) and "layerdrop" in str(e.value)
+    assert_untouched(model, before)
+    # in eval mode the branch is not taken: the forward counts
+    assert flopgraph.analyze(model.eval(), x_in()).macs == N * I * H + N * H * H

@@ -150,7 +150,9 @@ def _step(
     except _DATA_DEPENDENT as e:
         raise TraceError(
             f"a training step of {type(model).__name__} is counted on fake tensors only, and "
-            f"its control flow depends on tensor values{_where(e) or ''}"
+            f"its control flow depends on tensor values{_where(e) or ''}: a random branch "
+            "(LayerDrop) can be turned off (e.g. config.layerdrop = 0) to count the step that "
+            "keeps every layer"
         ) from e
     except Exception as e:
         raise TraceError(
