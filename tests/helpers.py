@@ -136,3 +136,14 @@ def corrupt_hook_rule(
 
     registry.add([cls], dataclasses.replace(rule, handler=corrupted), replace=True)
     monkeypatch.setattr(flopgraph.hooks, "_registry", lambda *a, **k: registry)
+
+
+class RoI(nn.Module):
+    """A torchvision RoI layer on a feature map and rois [K, 5]."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x, rois):
+        return self.layer(x, rois)

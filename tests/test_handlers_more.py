@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import Fn
+from helpers import Fn, RoI
 from torch import nn
 
 import flopgraph
@@ -759,15 +759,6 @@ def test_shifted_window_attention_v2_cosine():
     assert _swin((1, 2, 3, 8), [2, 3], [1, 1], v2=True) == mlp + window
 
 
-class _RoI(nn.Module):
-    def __init__(self, layer):
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, x, rois):
-        return self.layer(x, rois)
-
-
 @pytest.mark.parametrize(
     "ratio, samples",
     # sampling_ratio 3: 3 * 3 = 9 samples per bin; 0 is adaptive as -1: its least, 1
@@ -777,7 +768,7 @@ def test_roi_align_sampling_ratio(ratio, samples):
     ops = pytest.importorskip("torchvision.ops")
     # out [3 boxes, 2 channels, 2, 3] = 36 bins; 4 MACs a sample, 9 FLOPs (8 + the mean)
     s = 36 * samples
-    for report in _both(_RoI(ops.RoIAlign((2, 3), 1.0, ratio)), ((1, 2, 8, 8), (3, 5))):
+    for report in _both(RoI(ops.RoIAlign((2, 3), 1.0, ratio)), ((1, 2, 8, 8), (3, 5))):
         assert report.cost == Cost(4 * s, 9 * s)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import RoI
 from torch import nn
 
 import flopgraph
@@ -733,17 +734,6 @@ def test_stochastic_depth(training, p, flops):
     # wraps it for fx there); on aten its parts (the mask, its divide, the multiply) count
     check(Case("StochasticDepth", lambda: ops.StochasticDepth(p, "row").train(training),
                ((4, 3, 5),), Cost(0, flops), ("fx",)))  # fmt: skip
-
-
-class RoI(nn.Module):
-    """A torchvision RoI layer on a feature map and rois [K, 5]."""
-
-    def __init__(self, layer: nn.Module) -> None:
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, x, rois):
-        return self.layer(x, rois)
 
 
 @pytest.mark.parametrize(
