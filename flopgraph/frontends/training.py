@@ -109,7 +109,8 @@ def _step(
     recorder = _Recorder(paths, fast_fake(twins.fake_mode), _ruled_modules(model, twins, registry))
     recorder.grads = {}
     memory = recorder.memory = _Memory()
-    memory.see([twins.tensor(t) for t in (*model.parameters(), *model.buffers())])
+    weights = [twins.tensor(t) for t in (*model.parameters(), *model.buffers())]
+    memory.see(weights)
 
     def twin(v: Any) -> Any:
         if not isinstance(v, torch.Tensor):
@@ -159,13 +160,15 @@ def _step(
             f"the aten frontend could not run a training step of {type(model).__name__} "
             f"({recorder.phase}): {recorder.failure_of(e)}{_one_line(e)}{_where(e)}"
         ) from e
-    notes = [moved] if moved else []
-    if not model.training:
-        notes.append(
+    note = (
+        ""
+        if model.training
+        else (
             "the model is in eval mode: dropout and batch norm count as in eval "
             "(call model.train() first for a training step's forward)"
         )
-    parameters = {memory.seq_of(twins.tensor(t)) for t in (*model.parameters(), *model.buffers())}
+    )
+    parameters = {memory.seq_of(t) for t in weights}
     grads = {
         memory.seq_of(t.grad) for t in (*owners.tensors(), *tree_leaves((t_args, t_kwargs)))
         if isinstance(t, torch.Tensor) and t.grad is not None
@@ -173,7 +176,7 @@ def _step(
     peak = memory.result(parameters - {None}, grads - {None}, state)  # type: ignore[arg-type]
     items = place_recompute(recorder.items)
     trace = AtenTrace(items, dict(recorder.calls), False, moved)
-    info = StepInfo(label, name, "full", peak, "; ".join(n for n in notes if n != moved))
+    info = StepInfo(label, name, "full", peak, note)
     return trace, info
 
 

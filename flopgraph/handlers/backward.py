@@ -351,11 +351,11 @@ def install(registry: Registry, rules_of: Callable[[], Registry]) -> None:
     for name in sorted(foreach_names):
         base = name.removeprefix("_foreach_").removesuffix("_")
         packet = getattr(aten, base, None)
-        rule = registry.get(("aten", packet)) if packet is not None else None
+        per_tensor = registry.get(("aten", packet)) if packet is not None else None
         target = getattr(aten, name)
-        if rule is None or registry.get(("aten", target)) is not None:
+        if per_tensor is None or registry.get(("aten", target)) is not None:
             continue
-        if rule.handler is None:  # a copy or a zero fill: free as the op it stands for
-            registry.add([target], Rule(rule.name, None, rule.reason))
+        if per_tensor.handler is None:  # a copy or a zero fill: free as what it stands for
+            registry.add([target], Rule(per_tensor.name, None, per_tensor.reason))
         else:
-            registry.add([target], Rule(rule.name, foreach(rule)))
+            registry.add([target], Rule(per_tensor.name, foreach(per_tensor)))
