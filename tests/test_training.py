@@ -69,7 +69,9 @@ def test_conv_batch_norm_relu_block():
     block = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
     block.train()
     x = torch.randn(2, 3, 8, 8)
-    r = flopgraph.analyze(block, x, training=True)
+    before = snapshot(block)  # batch norm's running statistics and its batch count too
+    r = flopgraph.analyze(block, x, training=True, optimizer="sgd")
+    assert_untouched(block, before)
     n, c = 2 * 8 * 8 * 8, 8
     conv = n * 3 * 3 * 3  # numel(out) * Cin * k * k
     # batch norm backward, torch's decomposition (train, affine, every gradient):
