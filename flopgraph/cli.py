@@ -294,12 +294,25 @@ def _write(text: str, ns: argparse.Namespace) -> None:
     if not ns.output:
         sys.stdout.write(text)
         return
+    _check_not_an_input(ns)
     try:
         Path(ns.output).write_text(text, encoding="utf-8")
     except OSError as e:
         raise UsageError(f"cannot write {ns.output!r}: {e.strerror or e}") from e
     if not ns.quiet:
         print(f"flopgraph: wrote {ns.output}", file=sys.stderr)
+
+
+def _check_not_an_input(ns: argparse.Namespace) -> None:
+    """-o never overwrites what the run reads: the model's source file or the checkpoint."""
+    source = ns.model.rsplit(":", 1)[0] if ns.model and ":" in ns.model else ""
+    inputs = [p for p in (source if source.endswith(".py") else "", ns.checkpoint or "") if p]
+    target = Path(ns.output).resolve()
+    for path in inputs:
+        if Path(path).resolve() == target:
+            raise UsageError(
+                f"-o {ns.output} is an input of this run ({path}); choose another file"
+            )
 
 
 def _comparison(model: Any, inputs: Any, ns: argparse.Namespace) -> Any:

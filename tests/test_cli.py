@@ -100,6 +100,21 @@ def test_file_callable_with_kwargs(tmp_path):
     assert data["totals"] == {"macs": 288, "flops": 678}
 
 
+def test_output_never_overwrites_the_model_source_or_the_checkpoint(tmp_path):
+    path = tmp_path / "net.py"
+    path.write_text(FILE_MODEL)
+    proc = run_cli(f"{path}:build", "--input", "3x4", "-o", str(path))
+    assert proc.returncode == 2 and "is an input of this run" in proc.stderr
+    assert path.read_text() == FILE_MODEL  # the source is intact
+    ckpt = tmp_path / "w.pt"
+    layers = [torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)]
+    torch.save(torch.nn.Sequential(*layers).state_dict(), ckpt)
+    before = ckpt.read_bytes()
+    proc = run_cli(f"{path}:build", "--input", "3x4", "--checkpoint", str(ckpt), "-o", str(ckpt))
+    assert proc.returncode == 2 and "is an input of this run" in proc.stderr
+    assert ckpt.read_bytes() == before
+
+
 BERT_FACTORY = """
 from transformers import BertConfig, BertModel
 
