@@ -212,10 +212,18 @@ def _fail(e: BaseException, code: int, debug: bool, prefix: str = "") -> int:
 def _format(ns: argparse.Namespace) -> Format:
     """--format, else what the -o file's suffix says, else ``table``."""
     suffix = Path(ns.output or "").suffix.lower()
+    if ns.output and not ns.format and suffix not in _SUFFIX_FORMATS:
+        known = ", ".join(sorted(_SUFFIX_FORMATS))
+        raise UsageError(
+            f"-o {ns.output}: unknown suffix {suffix or '(none)'!r}; use one of {known}, "
+            "or pass --format"
+        )
     return typing.cast(Format, ns.format or _SUFFIX_FORMATS.get(suffix, "table"))
 
 
 def _run(ns: argparse.Namespace) -> None:
+    if ns.output:
+        _check_not_an_input(ns)
     fmt = _format(ns)
     if fmt == "tree" and ns.by != "module":
         raise UsageError(f"--format tree shows modules; use --format table with --by {ns.by}")
@@ -294,7 +302,6 @@ def _write(text: str, ns: argparse.Namespace) -> None:
     if not ns.output:
         sys.stdout.write(text)
         return
-    _check_not_an_input(ns)
     try:
         Path(ns.output).write_text(text, encoding="utf-8")
     except OSError as e:
@@ -365,7 +372,10 @@ def _plain(renderable: Any) -> str:
 
 def _print_warnings(caught: list[warnings.WarningMessage], ns: argparse.Namespace) -> None:
     """Each warning once, as one line; skipped ops only where the report shows no panel."""
-    shown_in_report = _format(ns) not in ("json", "csv")
+    try:
+        shown_in_report = _format(ns) not in ("json", "csv")
+    except UsageError:  # the run already ended on it: no report was shown
+        shown_in_report = False
     seen: set[str] = set()
     for w in caught:
         text = str(w.message).strip().splitlines()[0] if str(w.message).strip() else ""

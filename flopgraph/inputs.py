@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -87,6 +88,12 @@ def normalize_inputs(
     """
     if kwargs is not None and not isinstance(kwargs, Mapping):
         raise InputError(f"kwargs must be a dict of keyword inputs, got {type(kwargs).__name__}")
+    if isinstance(inputs, str) and re.fullmatch(r"\d+(\s*[x,]\s*\d+)*", inputs.strip()):
+        raise InputError(
+            f"inputs is the string {inputs!r}: pass a shape tuple such as "
+            f"{tuple(int(d) for d in re.split(r'[x,]', inputs.replace(' ', '')))}, a "
+            "TensorSpec or a tensor (the NxCxHxW form is the command line's --input)"
+        )
     if inputs is None:
         args: tuple[Any, ...] = ()
     elif isinstance(inputs, (torch.Tensor, TensorSpec)) or _is_shape(inputs):

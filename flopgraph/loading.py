@@ -73,7 +73,10 @@ def parse_input(text: str) -> tuple[str | None, TensorSpec]:
     parts = dims.lower().replace(",", "x").split("x")
     if not all(p.strip().isdigit() for p in parts):
         raise UsageError(f"bad --input {text!r}: {_INPUT_HELP}")
-    return (name or None), TensorSpec(tuple(int(p) for p in parts), dtype)
+    shape = tuple(int(p) for p in parts)
+    if 0 in shape:
+        raise UsageError(f"bad --input {text!r}: a dimension of 0 makes an empty tensor (0 FLOPs)")
+    return (name or None), TensorSpec(shape, dtype)
 
 
 def parse_inputs(texts: list[str] | None) -> Inputs:

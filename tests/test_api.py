@@ -247,3 +247,11 @@ def test_repr_is_one_line():
 def test_mismatched_batch_norm_still_fails_at_its_node(model, shape):
     with pytest.raises(flopgraph.PropagationError, match=r"node '_1' \(call_module 1: BatchNorm"):
         flopgraph.analyze(model.eval(), shape)
+
+
+def test_a_cli_style_shape_string_is_an_input_error():
+    import torch
+
+    model = torch.nn.Linear(4, 2)
+    with pytest.raises(flopgraph.InputError, match=r"shape tuple such as \(1, 4\)"):
+        flopgraph.analyze(model, "1x4")

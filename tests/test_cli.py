@@ -302,3 +302,13 @@ def test_model_instance_and_meta_device(capsys, tmp_path):
     code, out, _ = run_main(capsys, "lenet", "--device", "meta", "--units", "raw")
     assert code == 0 and "701,842" in out
     assert flopgraph.analyze(LeNet(), (1, 1, 28, 28)).flops == 701_842
+
+
+def test_unknown_output_suffix_and_a_zero_dimension_are_usage_errors(tmp_path):
+    out = tmp_path / "r.xlsx"
+    proc = run_cli("lenet", "-o", str(out))
+    assert proc.returncode == 2 and "unknown suffix '.xlsx'" in proc.stderr
+    assert not out.exists() and "Traceback" not in proc.stderr
+    assert run_cli("lenet", "-o", str(out), "--format", "json").returncode == 0  # as asked
+    proc = run_cli("lenet", "--input", "0x1x28x28")
+    assert proc.returncode == 2 and "a dimension of 0" in proc.stderr
