@@ -10,6 +10,7 @@ nms compares boxes and returns integer indices: free.
 
 import pytest
 import torch
+from helpers import RoI
 from torch import nn
 
 import flopgraph
@@ -21,17 +22,6 @@ MultiScaleRoIAlign, PSRoIAlign, PSRoIPool = ops.MultiScaleRoIAlign, ops.PSRoIAli
 RoIAlign, RoIPool, nms = ops.RoIAlign, ops.RoIPool, ops.nms
 
 FRONTENDS = ("fx", "aten")
-
-
-class Pool(nn.Module):
-    """One torchvision RoI layer applied to a feature map and rois [K, 5]."""
-
-    def __init__(self, layer: nn.Module) -> None:
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, x, rois):
-        return self.layer(x, rois)
 
 
 def only_cost(report: flopgraph.Report, op: str) -> Cost:
@@ -57,7 +47,7 @@ def only_cost(report: flopgraph.Report, op: str) -> Cost:
     (PSRoIAlign((3, 3), 0.5, 2), (1, 18, 16, 16), Cost(1_440, 3_240)),
 ])  # fmt: skip
 def test_roi_align(frontend, layer, x, expected):
-    report = flopgraph.analyze(Pool(layer), (x, (5, 5)), frontend=frontend)
+    report = flopgraph.analyze(RoI(layer), (x, (5, 5)), frontend=frontend)
     assert only_cost(report, "roi_align") == expected
 
 
@@ -67,7 +57,7 @@ def test_roi_align(frontend, layer, x, expected):
     (PSRoIPool(3, 0.5), (1, 18, 16, 16), 5 * 2 * 3 * 3),  # out [5, 2, 3, 3]: 90
 ])  # fmt: skip
 def test_roi_pool_counts_one_element_per_bin(frontend, layer, x, flops):
-    report = flopgraph.analyze(Pool(layer), (x, (5, 5)), frontend=frontend)
+    report = flopgraph.analyze(RoI(layer), (x, (5, 5)), frontend=frontend)
     assert only_cost(report, "roi_pool") == Cost(0, flops)
 
 
