@@ -17,6 +17,7 @@ from .frontends.isolation import isolated
 from .frontends.training import OptimizerSpec
 from .handlers import DEFAULT, install_extensions
 from .inputs import normalize_inputs
+from .moe import ExpertGroup, find_experts, routing_by_module, routing_of
 from .options import ATTENTIONS, Attention, counting
 from .params import ParamStats, module_param_counts
 from .pipeline import Frontend, run, run_step
@@ -84,13 +85,14 @@ def analyze(
             counted = run_step(model, args, kw, registry, frontend, loss, optimizer)
         else:
             counted = run(model, args, kw, registry, frontend, progress)
+    experts = find_experts(model)
     report = Report(
         model=type(model).__name__,
         convention=convention,
         frontend=counted.frontend,
         inputs=tuple(_input_metas(args, kw)),
-        records=counted.records,
-        params=ParamStats.of(model),
+        records=_mark_routed(counted.records, experts),
+        params=ParamStats.of(model, experts),
         modules=_modules(model, counted.module_calls),
         step=None if counted.step is None else replace(counted.step, attention=attention),
         attention=attention,
@@ -147,6 +149,20 @@ def register(*targets: Target, name: str | None = None) -> Callable[[Any], Any]:
     if not targets:
         raise InputError("register() needs at least one target")
     return deco
+
+
+def _mark_routed(
+    records: tuple[OpRecord, ...], experts: tuple[ExpertGroup, ...]
+) -> tuple[OpRecord, ...]:
+    """Records of ops inside routed-expert containers, marked with their routing."""
+    if not experts:
+        return records
+    table = routing_by_module(experts)
+    out = []
+    for r in records:
+        routing = routing_of(r.module, table)
+        out.append(r if routing is None else replace(r, routing=routing))
+    return tuple(out)
 
 
 def _input_metas(args: tuple[Any, ...], kw: Mapping[str, Any]) -> list[TensorMeta]:

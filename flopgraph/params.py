@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from .moe import ExpertGroup
 from .records import dtype_name
 
 
@@ -25,9 +26,13 @@ class ParamStats:
     buffer_bytes: int
     bytes_by_dtype: Mapping[str, int] = field(default_factory=dict)
     """Bytes of parameters and buffers together, by dtype name."""
+    active: int | None = None
+    """Parameters one token uses: all but the routed experts, plus k of E of them
+    (mixture-of-experts, see :mod:`flopgraph.moe`); equals ``total`` for a dense model.
+    None only in a document written before it existed."""
 
     @classmethod
-    def of(cls, model: torch.nn.Module) -> ParamStats:
+    def of(cls, model: torch.nn.Module, experts: Iterable[ExpertGroup] = ()) -> ParamStats:
         total = trainable = pbytes = bbytes = nbuf = 0
         by_dtype: dict[str, int] = {}
         for p in _tensors(model, "_parameters"):
@@ -41,7 +46,8 @@ class ParamStats:
             nbuf += n
             bbytes += b
             by_dtype[dtype_name(t.dtype)] = by_dtype.get(dtype_name(t.dtype), 0) + b
-        return cls(total, trainable, total - trainable, nbuf, pbytes, bbytes, by_dtype)
+        active = total - sum(g.params - g.active_params for g in experts)
+        return cls(total, trainable, total - trainable, nbuf, pbytes, bbytes, by_dtype, active)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +58,7 @@ class ParamStats:
             "param_bytes": self.param_bytes,
             "buffer_bytes": self.buffer_bytes,
             "bytes_by_dtype": dict(self.bytes_by_dtype),
+            "active": self.active,
         }
 
     @classmethod
@@ -60,6 +67,7 @@ class ParamStats:
             int(d["total"]), int(d["trainable"]), int(d["non_trainable"]), int(d["buffers"]),
             int(d["param_bytes"]), int(d["buffer_bytes"]),
             {k: int(v) for k, v in d["bytes_by_dtype"].items()},
+            None if d.get("active") is None else int(d["active"]),
         )  # fmt: skip
 
 

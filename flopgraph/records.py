@@ -98,6 +98,20 @@ class Status(str, Enum):
 
 
 @dataclass(frozen=True)
+class Routing:
+    """The routed experts of a mixture-of-experts layer an op's work belongs to
+    (see :mod:`flopgraph.moe`)."""
+
+    k: int
+    """Experts each token runs."""
+    experts: int
+    """Routed experts in the layer (E)."""
+
+    def to_dict(self) -> dict[str, int]:
+        return {"k": self.k, "experts": self.experts}
+
+
+@dataclass(frozen=True)
 class OpRecord:
     """One op of the traced graph and what it costs."""
 
@@ -125,6 +139,8 @@ class OpRecord:
     phase: str = "forward"
     """Which part of a training step ran the op (see :data:`PHASES`); ``"forward"``
     in a forward-only analysis."""
+    routing: Routing | None = None
+    """Set on the ops of routed experts: k of E experts per token."""
 
     @property
     def cost(self) -> Cost:
@@ -158,6 +174,7 @@ class OpRecord:
             "status": self.status.value,
             "reason": self.reason,
             "phase": self.phase,
+            "routing": None if self.routing is None else self.routing.to_dict(),
         }
 
     @classmethod
@@ -177,6 +194,7 @@ class OpRecord:
             status=Status(d["status"]),
             reason=d.get("reason", ""),
             phase=d.get("phase", "forward"),
+            routing=None if d.get("routing") is None else Routing(**d["routing"]),
         )
 
 

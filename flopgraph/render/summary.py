@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..records import Status
 from ..report import FrontendInfo, Report
-from .cells import Units, nbytes, number, shapes
+from .cells import Units, nbytes, number, percent, shapes
 from .ops import activation_bytes
 
 
@@ -34,6 +34,7 @@ def totals_items(report: Report, units: Units = "auto") -> list[tuple[str, str]]
             f"{_exact(p.total, units)} · trainable {p.trainable:,} · "
             f"non-trainable {p.non_trainable:,} · {nbytes(p.param_bytes, units)}",
         ),
+        *moe_items(report, units),
         ("buffers", f"{p.buffers:,} · {nbytes(p.buffer_bytes, units)}"),
         ("activations", f"{nbytes(activation_bytes(report), units)} written by counted ops"),
         (
@@ -97,3 +98,18 @@ def skipped_items(report: Report, shown: int = 3) -> list[tuple[str, int, str]]:
         where = ", ".join(places[:shown]) + extra
         out.append((op, s.count, where))
     return out
+
+
+def moe_items(report: Report, units: Units) -> list[tuple[str, str]]:
+    """For a mixture-of-experts model: what one token uses, and the routed work."""
+    p = report.params
+    if p.active is None or p.active == p.total:
+        return []
+    routed = [r for r in report.records if r.routing is not None]
+    kinds = sorted({(r.routing.k, r.routing.experts) for r in routed if r.routing})
+    shown = ", ".join(f"{k} of {e}" for k, e in kinds) or "k of E"
+    flops = sum(r.flops for r in routed)
+    return [
+        ("active params", f"{_exact(p.active, units)} per token ({shown} routed experts)"),
+        ("routed FLOPs", f"{_exact(flops, units)} · {percent(flops, report.flops)} of the total"),
+    ]
