@@ -18,11 +18,12 @@ from .errors import (
     TraceError,
 )
 from .frontends.model_hooks import part_of_model
+from .generation import Generation, Segment, StepFormula, generation
 from .handlers.context import OpContext
 from .inputs import TensorSpec
 from .mfu import PEAK_FLOPS, Utilization, utilization
 from .params import ParamStats
-from .records import Cost, OpRecord, SkippedOp, Status, TensorMeta
+from .records import Cost, OpRecord, Routing, SkippedOp, Status, TensorMeta
 from .report import FrontendInfo, ModuleInfo, Report
 from .step import StepInfo, StepMemory
 
@@ -33,6 +34,7 @@ __all__ = [
     "Cost",
     "FlopgraphError",
     "FrontendInfo",
+    "Generation",
     "HandlerError",
     "InputError",
     "InternalError",
@@ -44,10 +46,13 @@ __all__ = [
     "PropagationError",
     "RegistryError",
     "Report",
+    "Routing",
+    "Segment",
     "SkippedOp",
     "SkippedOpWarning",
     "Status",
     "StepInfo",
+    "StepFormula",
     "StepMemory",
     "TensorMeta",
     "TensorSpec",
@@ -56,6 +61,7 @@ __all__ = [
     "__version__",
     "analyze",
     "compare",
+    "generation",
     "part_of_model",
     "register",
     "utilization",

@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("full", "causal"),
         help="causal: count causal attention over its unmasked triangle (model FLOPs)",
     )
+    p.add_argument(
+        "--generate",
+        metavar="P,K[,B]",
+        help="a causal LM's generation: prefill of P prompt tokens, K decode steps with "
+        "its key/value cache, batch B (default 1)",
+    )
     p.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
     p.add_argument(
         "--compare",
@@ -232,10 +238,13 @@ def _run(ns: argparse.Namespace) -> None:
     if ns.checkpoint:
         apply_checkpoint(loaded.model, ns.checkpoint, ns.device)
     inputs = inputs or loaded.default_inputs
-    if not inputs:
+    if not inputs and not ns.generate:
         raise UsageError(f"model {ns.model!r} needs --input (e.g. --input 1x3x224x224)")
     if ns.compare:
         _emit_comparison(_comparison(loaded.model, inputs, ns), fmt, ns)
+        return
+    if ns.generate:
+        _emit_generation(loaded.model, ns, fmt)
         return
     if not ns.train and (ns.optimizer or ns.loss != "auto"):
         raise UsageError("--optimizer and --loss describe a training step: add --train")
@@ -253,6 +262,34 @@ def _run(ns: argparse.Namespace) -> None:
         _write(render_text(report, fmt, view, _FILE_WIDTH), ns)
     else:
         _console().print(terminal_view(report, fmt, view))
+
+
+def _generate_sizes(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    if len(parts) not in (2, 3) or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise UsageError(f"--generate {text}: expected P,K or P,K,B (positive ints), e.g. 512,128")
+    p, k, *b = (int(x) for x in parts)
+    return p, k, (b[0] if b else 1)
+
+
+def _emit_generation(model: Any, ns: argparse.Namespace, fmt: str) -> None:
+    from .generation import generation
+    from .render.generation import generation_table
+
+    if ns.train or ns.compare:
+        raise UsageError("--generate counts inference: it does not combine with --train")
+    prompt, new_tokens, batch = _generate_sizes(ns.generate)
+    g = generation(model, prompt, new_tokens, batch, convention=ns.convention)
+    if fmt == "json":
+        import json
+
+        _write(json.dumps(g.to_dict(), indent=2) + "\n", ns)
+    elif fmt == "table" and not ns.output:
+        _console().print(generation_table(g, ns.units))
+    elif fmt == "table":
+        _write(_plain(generation_table(g, ns.units)), ns)
+    else:
+        raise UsageError(f"--generate writes a table or json, not --format {fmt}")
 
 
 def _first_tensor(out: Any) -> Any:

@@ -206,3 +206,44 @@ def test_llama_7b_shape_at_4096_tokens_without_weights() -> None:
     # = 554_050_781_184: 966_367_641_600 per layer; 32 layers 30_923_764_531_200,
     # + lm_head 4096*4096*32000 = 536_870_912_000 -> 31_460_635_443_200
     assert report.macs == 31_460_635_443_200
+
+
+# --- Mixtral --------------------------------------------------------------------------------
+
+
+def mixtral_closed_form(c: transformers.MixtralConfig, t: int) -> Total:
+    """Llama's closed form with each dense MLP replaced by the sparse MoE block: the
+    router, then k of E gated experts per token (see tests/test_moe.py for the routed
+    terms), whatever the routing."""
+    d, f = c.hidden_size, c.intermediate_size
+    e, k = c.num_local_experts, c.num_experts_per_tok
+    dense_mlp = linear(t, d, f, bias=False) * 3 + elementwise(2 * t * f)
+    router = (
+        linear(t, d, e, bias=False)
+        + elementwise(5 * t * e)  # softmax over the E logits
+        + elementwise(t * (k - 1))  # the k top weights summed,
+        + elementwise(t * k)  # and each divided by the sum
+    )
+    expert = linear(1, d, 2 * f, bias=False) + elementwise(2 * f) + linear(1, f, d, bias=False)
+    routed = (
+        expert * (t * k)
+        + elementwise(t * k * d)  # each expert's output times its routing weight
+        + elementwise(t * (k - 1) * d)  # the k outputs of a token summed
+        + elementwise(t * k)  # histc over the t*k (float, on CPU) expert ids
+    )
+    return llama_closed_form(c, t) + (router + routed + dense_mlp * -1) * c.num_hidden_layers
+
+
+@pytest.mark.parametrize("tokens", [7, 32])
+def test_mixtral_total_is_the_closed_form(tokens: int) -> None:
+    config = transformers.MixtralConfig(
+        vocab_size=500, hidden_size=64, intermediate_size=40, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, num_local_experts=5,
+        num_experts_per_tok=2, use_cache=False,
+    )  # fmt: skip
+    with torch.device("meta"):
+        model = transformers.MixtralForCausalLM(config).eval()
+    report = flopgraph.analyze(model, TensorSpec((1, tokens), torch.int64))
+    assert report.skipped == {}
+    want = mixtral_closed_form(config, tokens)
+    assert (report.macs, report.flops) == (want.macs, want.flops)
