@@ -190,3 +190,24 @@ def test_a_module_list_of_experts_is_found_with_k_from_its_block() -> None:
     assert (report.params.total, report.params.active) == (240, 24 + 2 * 72)
     linears = [r for r in report.records if r.op == "linear"]
     assert [r.routing is not None for r in linears] == [False, True, True, True]
+
+
+@pytest.mark.parametrize("name", ["mixtral", "deepseek_v3"])
+def test_torch_preset_matches_flop_counter_mode_on_the_real_forward(name: str) -> None:
+    # FlopCounterMode on a real CPU forward counts the mm of every linear; it has no
+    # formula for _grouped_mm (the routed experts: 0 in both) and does not see the CPU
+    # flash-attention kernel sdpa runs (counted by the preset, as FlopCounterMode counts
+    # it on meta tensors). So the preset minus its sdpa records equals it to the unit.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    make, _ = GROUPED[name]
+    torch.manual_seed(0)
+    model = _build(make(), "cpu")
+    ids = torch.randint(0, VOCAB, (B, S))
+    report = flopgraph.analyze(model, ids, convention="torch")
+    with torch.no_grad(), FlopCounterMode(display=False) as fcm:
+        model(ids)
+    sdpa = sum(r.flops for r in report.records if r.op == "scaled_dot_product_attention")
+    assert sdpa > 0
+    assert report.flops - sdpa == fcm.get_total_flops()
+    assert sum(r.flops for r in report.records if r.op == "grouped_mm") == 0
