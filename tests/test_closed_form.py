@@ -247,3 +247,108 @@ def test_mixtral_total_is_the_closed_form(tokens: int) -> None:
     assert report.skipped == {}
     want = mixtral_closed_form(config, tokens)
     assert (report.macs, report.flops) == (want.macs, want.flops)
+
+
+# --- DeepSeek-V3 ------------------------------------------------------------------------------
+
+
+def deepseek_v3_closed_form(c: transformers.DeepseekV3Config, t: int) -> Total:
+    """Multi-head latent attention, a dense MLP in the first ``first_k_dense_replace``
+    layers, then MoE layers: a sigmoid router with a bias, group-limited choice and
+    normalised, scaled weights; k of E routed experts; the shared experts."""
+    d, heads, v = c.hidden_size, c.num_attention_heads, c.vocab_size
+    qr, kr, nope, rope, vd = (
+        c.q_lora_rank, c.kv_lora_rank, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim
+    )  # fmt: skip
+    e, k, groups = c.n_routed_experts, c.num_experts_per_tok, c.n_group
+    f, fs, fd = (
+        c.moe_intermediate_size,
+        c.moe_intermediate_size * c.n_shared_experts,
+        c.intermediate_size,
+    )
+    # interleaved rotary: x1 * cos - x2 * sin and x2 * cos + x1 * sin over half the
+    # rotary width each: 6 ops over rope / 2, for H query heads and the one shared key
+    assert c.rope_interleave
+    scores = heads * t * t
+    attention_macs = scores * (nope + rope) + scores * vd
+    attention = (
+        rms_norm(t, d)  # input_layernorm
+        + linear(t, d, qr, bias=False)
+        + rms_norm(t, qr)
+        + linear(t, qr, heads * (nope + rope), bias=False)
+        + linear(t, d, kr + rope, bias=False)
+        + rms_norm(t, kr)  # the compressed kv and shared key
+        + elementwise(3 * heads * t * rope + 3 * t * rope)  # rotary on q and the shared key
+        + linear(t, kr, heads * (nope + vd), bias=False)  # kv_b_proj: keys and values per head
+        + Total(attention_macs, 2 * attention_macs + scores * (1 + 1 + 5))  # scale, mask, softmax
+        + linear(t, heads * vd, d, bias=False)  # o_proj
+        + elementwise(t * d)  # residual add
+        + rms_norm(t, d)  # post_attention_layernorm
+    )
+    dense = linear(t, d, fd, bias=False) * 3 + elementwise(2 * t * fd)
+    router = (
+        linear(t, d, e, bias=False)
+        + elementwise(t * e)  # sigmoid
+        + elementwise(t * e)  # + e_score_correction_bias
+        + elementwise(t * groups)  # each group's score: the sum of its top 2
+        + elementwise(t * (k - 1) + t + t * k)  # normalise: sum of k, + 1e-20, divide
+        + elementwise(t * k)  # * routed_scaling_factor
+    )
+    expert = linear(1, d, 2 * f, bias=False) + elementwise(2 * f) + linear(1, f, d, bias=False)
+    routed = expert * (t * k) + elementwise(t * k * d + t * (k - 1) * d + t * k)  # as Mixtral
+    shared = (
+        linear(t, d, fs, bias=False) * 2 + linear(t, fs, d, bias=False) + elementwise(2 * t * fs)
+    )
+    moe = router + routed + shared + elementwise(t * d)  # routed + shared
+    layers_dense = c.first_k_dense_replace
+    layers_moe = c.num_hidden_layers - layers_dense
+    tables = elementwise(t * rope // 2 + 4 * t * rope)  # as Llama's, over the rotary width
+    return (
+        tables
+        + (attention + elementwise(t * d)) * c.num_hidden_layers  # + the MLP's residual add
+        + dense * layers_dense
+        + moe * layers_moe
+        + rms_norm(t, d)
+        + linear(t, d, v, bias=False)
+    )
+
+
+SMALL_DEEPSEEK = {
+    "vocab_size": 300, "hidden_size": 64, "intermediate_size": 80, "moe_intermediate_size": 24,
+    "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 4,
+    "n_routed_experts": 8, "num_experts_per_tok": 3, "n_shared_experts": 2,
+    "first_k_dense_replace": 1, "n_group": 4, "topk_group": 2, "q_lora_rank": 24,
+    "kv_lora_rank": 16, "qk_rope_head_dim": 8, "qk_nope_head_dim": 12, "v_head_dim": 10,
+    "use_cache": False,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("tokens", [5, 16])
+def test_deepseek_v3_total_is_the_closed_form(tokens: int) -> None:
+    config = transformers.DeepseekV3Config(**SMALL_DEEPSEEK)
+    with torch.device("meta"):
+        model = transformers.DeepseekV3ForCausalLM(config).eval()
+    report = flopgraph.analyze(model, TensorSpec((1, tokens), torch.int64))
+    assert report.skipped == {}
+    want = deepseek_v3_closed_form(config, tokens)
+    assert (report.macs, report.flops) == (want.macs, want.flops)
+
+
+def test_deepseek_v3_shape_at_4096_tokens_without_weights() -> None:
+    # DeepSeek-V3's published shape (transformers' defaults: 61 layers, the first 3
+    # dense, 256 routed experts of which 8 per token in 8 groups (4 kept), one shared
+    # expert, MLA with q rank 1536 and kv rank 512) on the meta device at 1 x 4096
+    config = transformers.DeepseekV3Config(use_cache=False)
+    assert (config.num_hidden_layers, config.n_routed_experts, config.num_experts_per_tok) == (
+        61, 256, 8,
+    )  # fmt: skip
+    with torch.device("meta"):
+        model = transformers.DeepseekV3ForCausalLM(config).eval()
+    report = flopgraph.analyze(model, TensorSpec((1, 4096), torch.int64))
+    assert report.skipped == {}
+    want = deepseek_v3_closed_form(config, 4096)
+    assert (report.macs, report.flops) == (want.macs, want.flops)
+    # 671B parameters; a token leaves 248 of the 256 experts (3 matrices 7168 x 2048
+    # each) unused in each of the 58 MoE layers
+    assert round(report.params.total / 1e9) == 671
+    assert report.params.total - report.params.active == 58 * 248 * 3 * 7168 * 2048
