@@ -360,26 +360,35 @@ def _cache_of(out: Any) -> Any:
 
 def _nbytes(cache: Any) -> int:
     """Bytes of every tensor the cache object holds (its layers' keys and values, a
-    recurrent layer's states), each tensor once."""
+    recurrent layer's conv and state tensors), each tensor once, found through the
+    attributes, lists and dicts of transformers' cache objects."""
     seen: set[int] = set()
     total = 0
-    stack = [cache]
-    depth = {id(cache): 0}
+    stack: list[tuple[Any, int]] = [(cache, 0)]
+    visited = {id(cache)}
     while stack:
-        obj = stack.pop()
-        items = vars(obj).values() if hasattr(obj, "__dict__") else obj
+        obj, depth = stack.pop()
+        if isinstance(obj, dict):
+            items: Iterable[Any] = obj.values()
+        elif isinstance(obj, (list, tuple)):
+            items = obj
+        else:
+            items = vars(obj).values()
         for v in items:
             if isinstance(v, torch.Tensor):
                 if id(v) not in seen:
                     seen.add(id(v))
                     total += v.numel() * v.element_size()
-            elif isinstance(v, (list, tuple)) or (
-                hasattr(v, "__dict__") and type(v).__module__.startswith("transformers")
-            ):
-                if id(v) not in depth and depth[id(obj)] < 4:
-                    depth[id(v)] = depth[id(obj)] + 1
-                    stack.append(v)
+            elif depth < 5 and id(v) not in visited and _container(v):
+                visited.add(id(v))
+                stack.append((v, depth + 1))
     return total
+
+
+def _container(v: Any) -> bool:
+    return isinstance(v, (list, tuple, dict)) or (
+        hasattr(v, "__dict__") and type(v).__module__.startswith("transformers")
+    )
 
 
 def _unwrap(path: str) -> str:

@@ -175,3 +175,21 @@ def test_cli_generate_writes_the_generation(tmp_path, capsys) -> None:  # type: 
     assert data["decode_step_flops"][0]["per_token_flops"] == LAYERS * HEADS * (4 * HD + 6)
     assert main([f"{source}:llama", "--generate", "5", "--quiet"]) == 2
     assert "expected P,K or P,K,B" in capsys.readouterr().err
+
+
+def test_a_recurrent_model_decodes_at_a_constant_cost() -> None:
+    # Mamba keeps a conv state [expand*d, conv_kernel] and an ssm state [expand*d, state]
+    # per layer, whatever c: the step has no per-token term and the cache does not grow
+    config = transformers.MambaConfig(
+        vocab_size=VOCAB, hidden_size=D, num_hidden_layers=LAYERS, state_size=16, expand=2,
+        conv_kernel=4,
+    )  # fmt: skip
+    with torch.device("meta"):
+        model = transformers.MambaForCausalLM(config).eval()
+    g = flopgraph.generation(model, prompt=3, new_tokens=2)
+    (segment,) = g.formula.segments
+    assert segment.per_token == Cost()
+    assert g.decode(3).skipped == {}
+    inner = 2 * D
+    want = LAYERS * (inner * 4 + inner * 16) * 4  # float32
+    assert [g.kv_cache_bytes(c) for c in (1, 3, 100_000)] == [want] * 3
