@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from .errors import InputError
+from .errors import FlopgraphError, InputError
 from .inputs import TensorSpec
 from .moe import find_experts
 from .params import ParamStats
@@ -242,7 +242,18 @@ class _Steps:
         seen: list[int] = []
         wrapper = _Decode(self.model, self.key, seen)
         ids = (TensorSpec((self.batch, c), torch.int64), TensorSpec((self.batch, 1), torch.int64))
-        whole = analyze(wrapper, ids, frontend="aten", convention=self.convention)  # type: ignore[arg-type]
+        try:
+            whole = analyze(wrapper, ids, frontend="aten", convention=self.convention)  # type: ignore[arg-type]
+        except FlopgraphError as e:
+            text = str(e).replace(f"{_Decode.__name__}.forward", f"{type(self.model).__name__}")
+            message = f"generation() with {c:,} tokens in the cache: " + text.replace(
+                _WRAPPED + ".", ""
+            )
+            try:
+                error = type(e)(message)
+            except TypeError:  # an error class with other arguments
+                error = FlopgraphError(message)
+            raise error from e
         marker = max(i for i, r in enumerate(whole.records) if r.module == "")
         return (
             self._report(whole, whole.records[:marker], ids[0]),
@@ -272,8 +283,10 @@ class _Steps:
 def _fit(steps: _Steps, caps: list[int]) -> tuple[StepFormula, StepFormula]:
     """The decode formula and the cache-bytes formula: one affine segment from 1 and
     from each window's cap on, fitted at the segment's first two lengths and checked
-    at others (see :func:`_checks`)."""
-    bounds = [1, *caps]
+    at others (see :func:`_checks`). A window longer than the model's positions never
+    fills: it adds no segment."""
+    limit = _longest(steps.model)
+    bounds = [1, *(cap for cap in caps if limit is None or cap + 1 <= limit)]
     values: dict[int, tuple[Cost, int]] = {}
 
     def f(c: int) -> tuple[Cost, int]:
@@ -288,8 +301,8 @@ def _fit(steps: _Steps, caps: list[int]) -> tuple[StepFormula, StepFormula]:
         slope = _sub(b, a)
         costs.append(Segment(lo, _sub(a, Cost(slope.macs * lo, slope.flops * lo)), slope))
         sizes.append(Segment(lo, Cost(0, na - (nb - na) * lo), Cost(0, nb - na)))
-    formula, cache = StepFormula(tuple(costs)), StepFormula(tuple(sizes))
-    for c in _checks(bounds):
+    formula, cache = StepFormula(_merged(costs)), StepFormula(_merged(sizes))
+    for c in _checks(bounds, limit):
         got, nbytes = f(c)
         if got != formula(c) or nbytes != cache(c).flops:
             raise InputError(
@@ -302,15 +315,33 @@ def _fit(steps: _Steps, caps: list[int]) -> tuple[StepFormula, StepFormula]:
     return formula, cache
 
 
-def _checks(bounds: list[int]) -> list[int]:
+def _merged(segments: list[Segment]) -> tuple[Segment, ...]:
+    """The segments without those that continue the one before unchanged (a window
+    that is only a mask, not a shorter cache: GPT-Neo's local attention)."""
+    out = [segments[0]]
+    for s in segments[1:]:
+        if (s.constant, s.per_token) != (out[-1].constant, out[-1].per_token):
+            out.append(s)
+    return tuple(out)
+
+
+def _checks(bounds: list[int], limit: int | None = None) -> list[int]:
     """Cache lengths that test the fitted form: past each segment's two fitted points,
-    up to 3 x the last bound + 9."""
+    up to 3 x the last bound + 9, and never past ``limit`` (the longest cache the
+    model's positions allow)."""
     out = []
     for lo, hi in zip(bounds, [*bounds[1:], 3 * bounds[-1] + 9], strict=True):
         for c in (lo + 2, (lo + hi) // 2, hi - 1):
-            if lo + 2 <= c < hi and c not in out:
+            if lo + 2 <= c < hi and c not in out and (limit is None or c <= limit):
                 out.append(c)
     return out
+
+
+def _longest(model: torch.nn.Module) -> int | None:
+    """The longest cache a decode step can see: max_position_embeddings - 1 (the new
+    token takes the last position), if the config has it."""
+    n = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return n - 1 if isinstance(n, int) and not isinstance(n, bool) and n > 1 else None
 
 
 def _caps(model: torch.nn.Module) -> list[int]:
