@@ -11,8 +11,9 @@ import sys
 import time
 import warnings
 
-import flopgraph
 from wide_zoo_catalog import HF, build_transformers
+
+import flopgraph
 
 
 def main(names: list[str]) -> None:

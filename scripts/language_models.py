@@ -5,6 +5,12 @@ Every model is built from its published shape on the meta device (no weights, no
 download) and counted with flopgraph.generation() on fake tensors.
 
     HF_HUB_OFFLINE=1 python scripts/language_models.py [--only NAME] [--contexts 4096,32768]
+    HF_HUB_OFFLINE=1 python scripts/language_models.py --bench forward|decode [--only NAME]
+
+``--bench`` times one analysis in this (fresh) process instead: ``forward``, the
+model at 1 x 4096 with ``analyze``; ``decode``, one decode step at 128k context (the
+trace of the 131,072-token prefill that fills the cache, then the step), with the
+peak RSS of the process.
 """
 
 from __future__ import annotations
@@ -48,13 +54,49 @@ def attention_share(report: flopgraph.Report) -> float:
     return attn / report.flops
 
 
+def bench(what: str, name: str) -> None:
+    import transformers
+
+    from flopgraph.generation import _cache_argument, _Steps
+
+    warnings.simplefilter("ignore")
+    start = time.perf_counter()
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(_shapes()[name]()).eval()
+    built = time.perf_counter() - start
+    start = time.perf_counter()
+    if what == "forward":
+        report = flopgraph.analyze(model, flopgraph.TensorSpec((1, 4096), torch.int64))
+        seconds = time.perf_counter() - start
+        print(
+            f"{name} forward 1x4096: {seconds:.2f} s, {report.flops:,} FLOPs, "
+            f"{len(report.skipped)} skipped",
+            end="",
+        )
+    else:
+        steps = _Steps(model, _cache_argument(model), 1, "default")
+        _, step, nbytes = steps.at(131072)
+        seconds = time.perf_counter() - start
+        print(
+            f"{name} decode step at c = 131,072: {seconds:.2f} s, {step.flops:,} FLOPs, "
+            f"{len(step.skipped)} skipped, cache {nbytes:,} B",
+            end="",
+        )
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"; model built in {built:.1f} s; peak RSS {rss:.0f} MB")
+
+
 def main() -> None:
     import transformers
 
     p = argparse.ArgumentParser()
     p.add_argument("--only")
     p.add_argument("--contexts", default="4096,32768,131072")
+    p.add_argument("--bench", choices=("forward", "decode"))
     ns = p.parse_args()
+    if ns.bench:
+        bench(ns.bench, ns.only or "DeepSeek-V3")
+        return
     contexts = [int(x) for x in ns.contexts.split(",")]
     warnings.simplefilter("ignore")
     for name, make in _shapes().items():
