@@ -16,16 +16,17 @@ from .errors import InputError, SkippedOpWarning
 from .frontends.isolation import isolated
 from .frontends.training import OptimizerSpec
 from .handlers import DEFAULT, install_extensions
-from .inputs import normalize_inputs
+from .inputs import TensorSpec, normalize_inputs
 from .moe import ExpertGroup, find_experts, routing_by_module, routing_of
 from .options import ATTENTIONS, Attention, counting
 from .params import ParamStats, module_param_counts
-from .pipeline import Frontend, run, run_step
+from .pipeline import Frontend, run, run_step, run_symbolic
 from .presets import FVCORE, TORCH
 from .progress import ProgressFn, no_progress
 from .records import OpRecord, TensorMeta
 from .registry import Registry, Rule, Target, default_name
 from .report import ModuleInfo, Report
+from .symbolic import Sizes, symbolic_specs
 
 Convention = Literal["default", "fvcore", "torch"]
 
@@ -45,6 +46,7 @@ def analyze(
     loss: Callable[[Any], torch.Tensor] | None = None,
     optimizer: OptimizerSpec | None = None,
     attention: Attention = "full",
+    hints: Mapping[str, int] | None = None,
 ) -> Report:
     """Count the exact MACs and FLOPs of ``model`` on ``inputs``, op by op.
 
@@ -70,6 +72,12 @@ def analyze(
     ``attention="causal"`` counts a causal attention call (``is_causal=True``) over the
     unmasked triangle of its scores only, forward and backward (model FLOPs as MFU
     reports them); ``"full"`` (the default) counts the L x S square kernels compute.
+
+    A TensorSpec size given as a name (``TensorSpec(("B", "T"), torch.int64)``) makes
+    the analysis symbolic (spec section H): counts are exact formulas in the names,
+    ``report.assumptions`` lists what the trace assumed, ``report.subs(B=8, T=512)``
+    gives the concrete report. ``hints`` maps names to the values the trace follows
+    where the code branches on a size (default 65, 67, ...).
     """
     progress = progress or no_progress
     if not isinstance(model, torch.nn.Module):
@@ -80,6 +88,12 @@ def analyze(
         raise InputError("loss and optimizer describe a training step: pass training=True")
     if attention not in ATTENTIONS:
         raise InputError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+    if symbolic_specs(args, kw):
+        if training:
+            raise InputError("symbolic sizes count a forward: training=True needs concrete sizes")
+        return _symbolic(model, args, kw, registry, convention, frontend, attention, hints)
+    if hints:
+        raise InputError("hints are for symbolic sizes: name a size in a TensorSpec")
     with isolated(), _gc_paused(), counting(attention):  # one analysis at a time
         if training:
             counted = run_step(model, args, kw, registry, frontend, loss, optimizer)
@@ -96,6 +110,45 @@ def analyze(
         modules=_modules(model, counted.module_calls),
         step=None if counted.step is None else replace(counted.step, attention=attention),
         attention=attention,
+    )
+    _warn_skipped(report)
+    return report
+
+
+def _symbolic(
+    model: torch.nn.Module,
+    args: tuple[Any, ...],
+    kw: dict[str, Any],
+    registry: Registry,
+    convention: str,
+    frontend: Frontend,
+    attention: Attention,
+    hints: Mapping[str, int] | None,
+) -> Report:
+    from .frontends.aten import _device_of
+
+    sizes = Sizes(hints)
+    device, _ = _device_of(model)
+
+    def made(v: Any) -> Any:
+        return sizes.tensor(v, device) if isinstance(v, TensorSpec) else v
+
+    args = tuple(made(a) for a in args)
+    kw = {k: made(v) for k, v in kw.items()}
+    with isolated(), _gc_paused(), counting(attention):
+        counted = run_symbolic(model, args, kw, registry, frontend, sizes.mode)
+    experts = find_experts(model)
+    report = Report(
+        model=type(model).__name__,
+        convention=convention,
+        frontend=counted.frontend,
+        inputs=tuple(sizes.meta(m) for m in _input_metas(args, kw)),
+        records=_mark_routed(tuple(sizes.record(r) for r in counted.records), experts),
+        params=ParamStats.of(model, experts),
+        modules=_modules(model, counted.module_calls),
+        attention=attention,
+        symbols=tuple(str(s) for s in sizes.names.values()),
+        assumptions=sizes.assumptions(),
     )
     _warn_skipped(report)
     return report

@@ -205,11 +205,17 @@ def _validate(result: Any, where: str) -> Cost:
             f"{where} returned {type(result).__name__} {result!r}; expected a Cost or an int"
         )
     for label, v in (("macs", macs), ("flops", flops)):
+        if isinstance(v, torch.SymInt):
+            continue  # a formula in symbolic sizes (symbolic.py); never made concrete here
         if not isinstance(v, int) or isinstance(v, bool):
             raise HandlerError(f"{where} returned {label}={v!r}; expected an int")
         if v < 0:
             raise HandlerError(f"{where} returned negative {label}={v}")
-    return Cost(int(macs), int(flops))
+    return Cost(_plain(macs), _plain(flops))
+
+
+def _plain(v: Any) -> Any:
+    return v if isinstance(v, torch.SymInt) else int(v)
 
 
 def _skip_name(node: torch.fx.Node, module: torch.nn.Module | None) -> str:

@@ -145,7 +145,7 @@ def _einsum_labels(
         head, _, tail = term.partition("...")
         labels = [*head, *(f"...{k}" for k in range(n_ell - 1, -1, -1)), *tail]
         for label, s in zip(labels, shape, strict=True):
-            size[label] = max(size.get(label, 1), int(s))
+            size[label] = max(size.get(label, 1), s)  # ints, or SymInts (symbolic sizes)
         for label in labels:
             counts[label] = counts.get(label, 0) + 1
         terms.append(frozenset(labels))

@@ -273,7 +273,7 @@ class _Steps:
             model=type(self.model).__name__,
             convention=whole.convention,
             frontend=FrontendInfo("aten", "prefill and decode on the model's own cache"),
-            inputs=(TensorMeta(spec.shape, "int64"),),
+            inputs=(TensorMeta(tuple(int(s) for s in spec.shape), "int64"),),
             records=mine,
             params=ParamStats.of(self.model, self.experts),
             modules=modules,

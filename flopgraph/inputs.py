@@ -14,24 +14,44 @@ from .errors import InputError
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """A tensor described by shape and dtype, for users with no real input."""
+    """A tensor described by shape and dtype, for users with no real input. A size
+    given as a name (``TensorSpec(("B", "T"), torch.int64)``) is a symbol: the
+    analysis is then symbolic, its counts formulas in the names (spec section H)."""
 
-    shape: tuple[int, ...]
+    shape: tuple[int | str, ...]
     dtype: torch.dtype = torch.float32
 
     def __post_init__(self) -> None:
         shape = tuple(self.shape)
-        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
-            raise InputError(f"TensorSpec shape must be non-negative ints, got {self.shape!r}")
+        for s in shape:
+            if isinstance(s, str):
+                if not _NAME.fullmatch(s):
+                    raise InputError(
+                        f"TensorSpec size name {s!r} is not a name (letters, digits, _)"
+                    )
+            elif not (isinstance(s, int) and not isinstance(s, bool) and s >= 0):
+                raise InputError(
+                    f"TensorSpec shape must be non-negative ints or size names, got {self.shape!r}"
+                )
         if not isinstance(self.dtype, torch.dtype):
             raise InputError(f"TensorSpec dtype must be a torch.dtype, got {self.dtype!r}")
-        _check_size(shape, self.dtype)
+        if not any(isinstance(s, str) for s in shape):
+            _check_size(shape, self.dtype)  # type: ignore[arg-type]
         object.__setattr__(self, "shape", shape)
+
+    @property
+    def symbolic(self) -> bool:
+        """True when a size is a name."""
+        return any(isinstance(s, str) for s in self.shape)
 
     def materialize(self) -> torch.Tensor:
         """A data-less (meta) tensor of this shape and dtype."""
-        return torch.empty(self.shape, dtype=self.dtype, device="meta")
+        if self.symbolic:
+            raise InputError(f"TensorSpec{self.shape} has named sizes: it has no one shape")
+        return torch.empty(self.shape, dtype=self.dtype, device="meta")  # type: ignore[arg-type]
 
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _MAX_BYTES = 2**63 - 1
 """torch sizes storage in signed 64-bit bytes: a tensor past this cannot exist."""
@@ -72,7 +92,7 @@ def _is_shape(x: Any) -> bool:
 
 def _one(x: Any) -> Any:
     if isinstance(x, TensorSpec):
-        return x.materialize()
+        return x if x.symbolic else x.materialize()  # a symbolic one: see symbolic.py
     if _is_shape(x):
         return TensorSpec(tuple(x)).materialize()
     return x

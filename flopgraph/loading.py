@@ -71,9 +71,11 @@ def parse_input(text: str) -> tuple[str | None, TensorSpec]:
                 "bfloat16, int64, bool)"
             ) from None
     parts = dims.lower().replace(",", "x").split("x")
-    if not all(p.strip().isdigit() for p in parts):
-        raise UsageError(f"bad --input {text!r}: {_INPUT_HELP}")
-    shape = tuple(int(p) for p in parts)
+    if not all(p.strip().isdigit() for p in parts):  # sizes by name: B, T, H, W (symbolic)
+        parts = dims.replace(",", "x").split("x")
+        if not all(p.strip().isdigit() or p.strip().isidentifier() for p in parts):
+            raise UsageError(f"bad --input {text!r}: {_INPUT_HELP}")
+    shape = tuple(int(p) if p.strip().isdigit() else p.strip() for p in parts)
     if 0 in shape:
         raise UsageError(f"bad --input {text!r}: a dimension of 0 makes an empty tensor (0 FLOPs)")
     return (name or None), TensorSpec(shape, dtype)

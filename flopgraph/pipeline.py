@@ -110,6 +110,29 @@ def run_step(
     return Counted(tuple(records), frontend_info, trace.module_calls, info)
 
 
+def run_symbolic(
+    model: torch.nn.Module,
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    registry: Registry,
+    frontend: str,
+    fake_mode: Any,
+) -> Counted:
+    """Count ``model`` on inputs with symbolic sizes (made in ``fake_mode``, whose
+    ShapeEnv holds the symbols): on the aten frontend, never for real."""
+    if frontend not in ("auto", "aten"):
+        raise InputError(
+            f"symbolic sizes are traced on the aten frontend: use frontend='auto' or 'aten', "
+            f"not {frontend!r}"
+        )
+    _check_model(model)
+    where = f"while recording {type(model).__name__} with symbolic sizes"
+    trace = _guarded(lambda: trace_aten(model, args, kwargs, registry, fake_mode), where)
+    records = _guarded(lambda: count_aten(trace, registry), "while counting the aten ops")
+    info = FrontendInfo("aten", "symbolic sizes: one trace, counts as formulas")
+    return Counted(tuple(records), info, trace.module_calls)
+
+
 def run(
     model: torch.nn.Module,
     args: tuple[Any, ...],

@@ -19,6 +19,23 @@ _FLOATING = frozenset(n for n, d in _DTYPES.items() if d.is_floating_point or d.
 _ITEMSIZE: dict[str, int] = {n: d.itemsize for n, d in _DTYPES.items()}
 
 
+def jsonable(v: Any) -> Any:
+    """An int as it is; a formula of symbolic sizes (a sympy expression) as its text."""
+    return v if isinstance(v, int) else str(v)
+
+
+def _read(v: Any) -> Any:
+    """Inverse of :func:`jsonable`: a formula's text becomes a sympy expression again
+    (its names positive integer symbols, as :mod:`flopgraph.symbolic` makes them)."""
+    if isinstance(v, str):
+        import sympy
+
+        names = {str(s) for s in sympy.sympify(v).free_symbols}
+        local = {n: sympy.Symbol(n, integer=True, positive=True) for n in names}
+        return sympy.sympify(v, locals=local)
+    return int(v)
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.float32`` -> ``"float32"`` (the form stored in records and JSON)."""
     name = _NAMES.get(dtype)
@@ -63,11 +80,11 @@ class TensorMeta:
         return cls(tuple(t.shape), dtype_name(t.dtype))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"shape": list(self.shape), "dtype": self.dtype}
+        return {"shape": [jsonable(s) for s in self.shape], "dtype": self.dtype}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TensorMeta:
-        return cls(tuple(int(s) for s in d["shape"]), d["dtype"])
+        return cls(tuple(_read(s) for s in d["shape"]), d["dtype"])
 
 
 @dataclass(frozen=True)
@@ -167,10 +184,10 @@ class OpRecord:
             "module": self.module,
             "inputs": [m.to_dict() for m in self.inputs],
             "outputs": [m.to_dict() for m in self.outputs],
-            "macs": self.macs,
-            "flops": self.flops,
-            "bytes_read": self.bytes_read,
-            "bytes_written": self.bytes_written,
+            "macs": jsonable(self.macs),
+            "flops": jsonable(self.flops),
+            "bytes_read": jsonable(self.bytes_read),
+            "bytes_written": jsonable(self.bytes_written),
             "status": self.status.value,
             "reason": self.reason,
             "phase": self.phase,
@@ -187,10 +204,10 @@ class OpRecord:
             module=d["module"],
             inputs=tuple(TensorMeta.from_dict(m) for m in d["inputs"]),
             outputs=tuple(TensorMeta.from_dict(m) for m in d["outputs"]),
-            macs=int(d["macs"]),
-            flops=int(d["flops"]),
-            bytes_read=int(d["bytes_read"]),
-            bytes_written=int(d["bytes_written"]),
+            macs=_read(d["macs"]),
+            flops=_read(d["flops"]),
+            bytes_read=_read(d["bytes_read"]),
+            bytes_written=_read(d["bytes_written"]),
             status=Status(d["status"]),
             reason=d.get("reason", ""),
             phase=d.get("phase", "forward"),

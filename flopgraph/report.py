@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .params import ParamStats
-from .records import PHASES, Cost, OpRecord, SkippedOp, Status, TensorMeta
+from .records import PHASES, Cost, OpRecord, SkippedOp, Status, TensorMeta, jsonable
 from .step import StepInfo
 
 SCHEMA_VERSION = 2
@@ -64,6 +64,27 @@ class Report:
     attention: str = "full"
     """How causal attention scores were counted: ``"full"`` (the L x S square) or
     ``"causal"`` (the unmasked triangle)."""
+    symbols: tuple[str, ...] = ()
+    """The named input sizes of a symbolic analysis (its counts are formulas in
+    them, sympy expressions); empty for a concrete one."""
+    assumptions: tuple[str, ...] = ()
+    """Conditions the symbolic trace assumed (``B >= 2``, the branches the code took
+    on sizes); :meth:`subs` refuses values that break one."""
+
+    def subs(self, **values: int) -> Report:
+        """The concrete report at these sizes: every number equals a concrete analysis
+        at them. Every symbol needs a value; a value that breaks an assumption raises
+        InputError naming it."""
+        from .symbolic import check_values, concrete
+
+        table = check_values(self, values)
+        return replace(
+            self,
+            inputs=tuple(concrete(m, table) for m in self.inputs),
+            records=tuple(concrete(r, table) for r in self.records),
+            symbols=(),
+            assumptions=(),
+        )
 
     @property
     def macs(self) -> int:
@@ -149,13 +170,18 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {
             **envelope(SCHEMA_VERSION, self.model, self.convention, self.frontend, self.inputs),
-            "totals": {"macs": self.macs, "flops": self.flops},
+            "totals": {"macs": jsonable(self.macs), "flops": jsonable(self.flops)},
             "params": self.params.to_dict(),
             "modules": [dict(vars(m)) for m in self.modules],
             "records": [r.to_dict() for r in self.records],
-            "phases": {p: {"macs": c.macs, "flops": c.flops} for p, c in self.by_phase().items()},
+            "phases": {
+                p: {"macs": jsonable(c.macs), "flops": jsonable(c.flops)}
+                for p, c in self.by_phase().items()
+            },
             "step": None if self.step is None else self.step.to_dict(),
             "attention": self.attention,
+            "symbols": list(self.symbols),
+            "assumptions": list(self.assumptions),
         }
 
     @classmethod
@@ -179,6 +205,8 @@ class Report:
             modules=tuple(ModuleInfo(**m) for m in d["modules"]),
             step=StepInfo.from_dict(d["step"]) if d.get("step") else None,
             attention=d.get("attention", "full"),
+            symbols=tuple(d.get("symbols", ())),
+            assumptions=tuple(d.get("assumptions", ())),
         )
 
     def to_json(self, indent: int | None = None) -> str:
@@ -190,7 +218,7 @@ class Report:
 
     def __repr__(self) -> str:
         return (
-            f"Report({self.model}: flops={self.flops:,} macs={self.macs:,} "
+            f"Report({self.model}: flops={_shown(self.flops)} macs={_shown(self.macs)} "
             f"params={self.params.total:,} ops={len(self.records)} "
             f"skipped={sum(s.count for s in self.skipped.values())} "
             f"convention={self.convention!r} frontend={self.frontend.name!r})"
@@ -200,6 +228,10 @@ class Report:
         from .render.terminal import render_report
 
         return render_report(self)
+
+
+def _shown(v: Any) -> str:
+    return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 def envelope(

@@ -52,7 +52,13 @@ _HOOK_DICTS = (
 class _Twins:
     """Data-less stand-ins for real tensors and modules, made once per analysis."""
 
-    def __init__(self, mode: Mode, device: torch.device, library: str | None = None) -> None:
+    def __init__(
+        self,
+        mode: Mode,
+        device: torch.device,
+        library: str | None = None,
+        fake_mode: Any = None,
+    ) -> None:
         self.mode = mode
         self.device = device
         self.library = library
@@ -61,14 +67,18 @@ class _Twins:
         """Where fake twins of data-less (meta) inputs live: the model's device."""
         self._tensors: dict[int, torch.Tensor] = {}
         self._modules: dict[int, torch.nn.Module] = {}
-        self.fake_mode: Any = None
-        if mode == "fake":
+        self.fake_mode: Any = fake_mode
+        """The FakeTensorMode of the analysis: made here, or given (a symbolic analysis
+        brings one with its ShapeEnv, and inputs already made in it)."""
+        if mode == "fake" and fake_mode is None:
             from torch._subclasses.fake_tensor import FakeTensorMode
 
             self.fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
 
     def tensor(self, t: torch.Tensor) -> torch.Tensor:
         twin = self._tensors.get(id(t))
+        if twin is None and getattr(t, "fake_mode", None) is self.fake_mode is not None:
+            return t  # already a tensor of this analysis (a symbolic input)
         if twin is None:
             if self.fake_mode is not None and (not _has_kernels(t) or t.is_inference()):
                 # a meta tensor has no data to copy; a twin of an inference tensor (made
@@ -182,8 +192,8 @@ def to_meta(value: Any) -> Any:
         return value
     if isinstance(value, torch.Tensor):
         return TensorMeta.of(value)
-    if isinstance(value, torch.Size):
-        return tuple(int(s) for s in value)
+    if isinstance(value, torch.Size):  # a symbolic size stays a SymInt (symbolic.py)
+        return tuple(s if isinstance(s, torch.SymInt) else int(s) for s in value)
     if isinstance(value, tuple):
         return tuple([to_meta(v) for v in value])
     if isinstance(value, list):

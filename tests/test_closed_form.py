@@ -57,13 +57,15 @@ def elementwise(n: int) -> Total:
 # --- GPT-2 --------------------------------------------------------------------------------
 
 
-def gpt2_closed_form(c: transformers.GPT2Config, t: int) -> Total:
+def gpt2_closed_form(c: transformers.GPT2Config, t: int, b: int = 1) -> Total:
+    """For ``b`` sequences of ``t`` tokens (ints, or sympy symbols: see test_symbolic)."""
+    seq, t = t, b * t  # every per-token term over the b * t tokens; attention per sequence
     d, v = c.n_embd, c.vocab_size
     inner = c.n_inner or 4 * d
     block = (
         elementwise(8 * t * d)  # ln_1: layer norm, 6 per element + weight + bias
         + linear(t, d, 3 * d, bias=True)  # c_attn: q, k, v in one addmm
-        + causal_attention(t, c.n_head, d // c.n_head)  # sdpa with the causal mask
+        + causal_attention(seq, b * c.n_head, d // c.n_head)  # sdpa with the causal mask
         + linear(t, d, d, bias=True)  # attn.c_proj
         + elementwise(t * d)  # residual add
         + elementwise(8 * t * d)  # ln_2
@@ -133,7 +135,9 @@ def rotary(t: int, heads: int, head_dim: int) -> Total:
     return elementwise(3 * heads * t * head_dim + heads * t * head_dim // 2)
 
 
-def llama_closed_form(c: transformers.LlamaConfig, t: int) -> Total:
+def llama_closed_form(c: transformers.LlamaConfig, t: int, b: int = 1) -> Total:
+    """For ``b`` sequences of ``t`` tokens (ints, or sympy symbols: see test_symbolic)."""
+    seq, t = t, b * t  # every per-token term over the b * t tokens; attention per sequence
     d, inter, v = c.hidden_size, c.intermediate_size, c.vocab_size
     heads, kv = c.num_attention_heads, c.num_key_value_heads
     hd = d // heads
@@ -143,7 +147,7 @@ def llama_closed_form(c: transformers.LlamaConfig, t: int) -> Total:
         + linear(t, d, kv * hd, bias=False) * 2  # k_proj, v_proj (kv heads)
         + rotary(t, heads, hd)  # rotary on q
         + rotary(t, kv, hd)  # rotary on k (before repeat_kv, which is free)
-        + causal_attention(t, heads, hd)
+        + causal_attention(seq, b * heads, hd)
         + linear(t, heads * hd, d, bias=False)  # o_proj
         + elementwise(t * d)  # residual add
         + rms_norm(t, d)  # post_attention_layernorm
@@ -152,9 +156,10 @@ def llama_closed_form(c: transformers.LlamaConfig, t: int) -> Total:
         + linear(t, inter, d, bias=False)  # down_proj
         + elementwise(t * d)  # residual add
     )
-    # the rotary tables, once: positions [T, 1] * inv_freq [hd / 2] -> [T, hd / 2],
-    # cat to [T, hd], then cos, * attention_scaling, sin, * attention_scaling
-    tables = elementwise(t * hd // 2 + 4 * t * hd)
+    # the rotary tables, once for the positions all sequences share: positions [T, 1]
+    # * inv_freq [hd / 2] -> [T, hd / 2], cat to [T, hd], then cos, * attention_scaling,
+    # sin, * attention_scaling
+    tables = elementwise(seq * hd // 2 + 4 * seq * hd)
     return (
         tables
         + block * c.num_hidden_layers

@@ -338,7 +338,7 @@ class _Recorder:
             if out is MISS and self.flow is not None:
                 out = self.flow.run(func, args, kwargs)
             elif out is MISS:
-                out = func(*args, **kwargs)
+                out = _symbolic_safe(func, args, kwargs)
         except Exception as e:
             self.failed(e, str(func), args, kwargs)
             raise
@@ -410,11 +410,29 @@ class _OpMode(TorchDispatchMode):
         return self.recorder.op(func, tuple(args), dict(kwargs or {}))
 
 
+def _symbolic_safe(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``func(*args, **kwargs)``; when symbolic sizes reach a C++ kernel that takes
+    concrete ints only (``constant_pad_nd`` with symbolic padding), torch's own Python
+    decomposition of the op runs instead: the same result, computed with SymInts."""
+    try:
+        return func(*args, **kwargs)
+    except RuntimeError as e:
+        if "expected to contain only concrete integers" not in str(e):
+            raise
+        from torch._decomp import decomposition_table
+
+        decomposed = decomposition_table.get(func)
+        if decomposed is None:
+            raise
+        return decomposed(*args, **kwargs)
+
+
 def trace_aten(
     model: torch.nn.Module,
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
     registry: Registry | None = None,
+    fake_mode: Any = None,
 ) -> AtenTrace:
     """Record ``model``'s forward on ``args``/``kwargs``: on fake tensors, or for real
     on copies when fake tensors cannot run it and every input is a real tensor (its
@@ -423,6 +441,9 @@ def trace_aten(
     keeps a full attention mask when it cannot read the mask's values). A module whose
     type has a rule in ``registry`` is recorded as one call (fx counts it as one call too)."""
     _check_inputs(model, args, kwargs)
+    if fake_mode is not None:  # symbolic sizes: on these fake tensors or not at all
+        with isolated():
+            return _record(model, args, kwargs, "fake", registry=registry, fake_mode=fake_mode)
     hint = "Pass real input tensors so the forward can run for real, on copies."
     with isolated():
         quantized = quantized_modules(model)
@@ -470,12 +491,14 @@ def _record(
     mode: str,
     note: str = "",
     registry: Registry | None = None,
+    fake_mode: Any = None,
 ) -> AtenTrace:
     device, moved = _device_of(model)
-    twins = _Twins("real" if mode == "real" else "fake", device, library_of(model))
+    twins = _Twins("real" if mode == "real" else "fake", device, library_of(model), fake_mode)
     shadow = twins.module(model)
     paths = {id(twins.module(m)): path for path, m in model.named_modules()}
-    fast = None if twins.fake_mode is None else fast_fake(twins.fake_mode)
+    # the short road through fake tensors assumes static shapes
+    fast = None if twins.fake_mode is None or fake_mode is not None else fast_fake(twins.fake_mode)
     recorder = _Recorder(paths, fast, _ruled_modules(model, twins, registry))
 
     def twin(v: Any) -> Any:

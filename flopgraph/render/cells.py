@@ -7,6 +7,7 @@ from fractions import Fraction
 from typing import Literal
 
 from ..records import TensorMeta
+from ..symbolic import formula_text
 from ..units import human, human_bytes
 
 Units = Literal["auto", "raw"]
@@ -14,7 +15,14 @@ Units = Literal["auto", "raw"]
 
 
 def number(n: int, units: Units = "auto") -> str:
+    if not isinstance(n, int):  # a formula of symbolic sizes
+        return formula_text(n, short=units == "auto")
     return human(n) if units == "auto" else f"{n:,}"
+
+
+def exact(n: int) -> str:
+    """``4,089,184,256``; a formula of symbolic sizes as its exact text."""
+    return f"{n:,}" if isinstance(n, int) else str(n)
 
 
 def with_unit(n: int, unit: str, units: Units = "auto") -> str:
@@ -24,11 +32,15 @@ def with_unit(n: int, unit: str, units: Units = "auto") -> str:
 
 
 def nbytes(n: int, units: Units = "auto") -> str:
+    if not isinstance(n, int):
+        return f"{formula_text(n)} B"
     return human_bytes(n) if units == "auto" else f"{n:,} B"
 
 
 def percent(part: int, whole: int) -> str:
-    """``12.3%``; empty when the whole is 0 (a percentage of nothing)."""
+    """``12.3%``; empty when the whole is 0 (a percentage of nothing) or a formula."""
+    if not (isinstance(part, int) and isinstance(whole, int)):
+        return ""
     return f"{100 * part / whole:.1f}%" if whole else ""
 
 

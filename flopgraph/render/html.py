@@ -13,7 +13,8 @@ from importlib.resources import files
 from typing import Any
 
 from ..report import Report
-from .cells import Units, number, percent, shapes
+from ..symbolic import rank
+from .cells import Units, exact, number, percent, shapes
 from .columns import PhaseCosts
 from .ops import MORE, operator_rows
 from .summary import skipped_items, totals_items
@@ -81,15 +82,17 @@ def _node(n: ModuleNode, units: Units) -> dict[str, Any]:
         "kind": n.kind.value,
         "calls": n.calls,
         "params": n.params,
-        "macs": n.cost.macs,
-        "flops": n.cost.flops,
+        # numbers the page sorts and draws bars by (a formula: its value with every
+        # size at 1024, see symbolic.rank); the text holds the exact counts
+        "macs": rank(n.cost.macs),
+        "flops": rank(n.cost.flops),
         "out": shapes(n.outputs),
         "text": {
             "params": f"{n.params:,}",
             "macs": number(n.cost.macs, units),
             "flops": number(n.cost.flops, units),
-            "macs_exact": f"{n.cost.macs:,}",
-            "flops_exact": f"{n.cost.flops:,}",
+            "macs_exact": exact(n.cost.macs),
+            "flops_exact": exact(n.cost.flops),
         },
         "children": [_node(c, units) for c in n.children],
     }
@@ -111,8 +114,8 @@ def _operators(report: Report, units: Units) -> str:
         rows.append(
             f'<tr{cls}><td>{html.escape(r.op)}</td><td class="num">{r.calls:,}</td>'
             f"<td>{'' if r.status == MORE else r.status}</td>"
-            f'<td class="num" title="{r.macs:,}">{number(r.macs, units)}</td>'
-            f'<td class="num" title="{r.flops:,}">{number(r.flops, units)}</td>'
+            f'<td class="num" title="{exact(r.macs)}">{number(r.macs, units)}</td>'
+            f'<td class="num" title="{exact(r.flops)}">{number(r.flops, units)}</td>'
             f'<td class="num">{percent(r.flops, report.flops)}</td></tr>'
         )
     body = "".join(rows)

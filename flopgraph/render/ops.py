@@ -15,6 +15,7 @@ from fractions import Fraction
 
 from ..records import Cost, OpRecord, Status
 from ..report import Report
+from ..symbolic import rank
 
 MORE = "more"
 """The ``status`` of an operator row that sums the rows ``top`` left out."""
@@ -61,7 +62,7 @@ def op_rows(report: Report, top: int | None = None) -> OpRows:
     rows = tuple(enumerate(report.records, 1))
     if top is None or len(rows) <= top:
         return OpRows(rows)
-    ranked = sorted(rows, key=lambda ir: (-ir[1].flops, -ir[1].macs))
+    ranked = sorted(rows, key=lambda ir: (-rank(ir[1].flops), -rank(ir[1].macs)))
     return OpRows(tuple(ranked[:top]), tuple(r for _, r in ranked[top:]))
 
 
@@ -71,7 +72,7 @@ def operator_rows(report: Report, top: int | None = None) -> list[OperatorRow]:
     for r in report.records:
         groups.setdefault(r.op, []).append(r)
     rows = [_operator_row(op, recs) for op, recs in groups.items()]
-    rows.sort(key=lambda r: (-r.flops, -r.macs, r.op))
+    rows.sort(key=lambda r: (-rank(r.flops), -rank(r.macs), r.op))
     if top is None or len(rows) <= top:
         return rows
     return rows[:top] + [_more_operators(rows[top:])]

@@ -11,6 +11,8 @@ from .ops import activation_bytes
 def _exact(n: int, units: Units) -> str:
     """``3.64 G (3,641,327,616)``; only the exact number in raw units or below 1000."""
     short = number(n, units)
+    if not isinstance(n, int):  # a formula: exact already
+        return short
     return short if units == "raw" or n < 1000 else f"{short} ({n:,})"
 
 
@@ -35,6 +37,7 @@ def totals_items(report: Report, units: Units = "auto") -> list[tuple[str, str]]
             f"non-trainable {p.non_trainable:,} · {nbytes(p.param_bytes, units)}",
         ),
         *moe_items(report, units),
+        *symbol_items(report),
         ("buffers", f"{p.buffers:,} · {nbytes(p.buffer_bytes, units)}"),
         ("activations", f"{nbytes(activation_bytes(report), units)} written by counted ops"),
         (
@@ -112,4 +115,14 @@ def moe_items(report: Report, units: Units) -> list[tuple[str, str]]:
     return [
         ("active params", f"{_exact(p.active, units)} per token ({shown} routed experts)"),
         ("routed FLOPs", f"{_exact(flops, units)} · {percent(flops, report.flops)} of the total"),
+    ]
+
+
+def symbol_items(report: Report) -> list[tuple[str, str]]:
+    """For a symbolic analysis: its sizes and what the trace assumed of them."""
+    if not report.symbols:
+        return []
+    return [
+        ("sizes", ", ".join(report.symbols) + " (symbolic: counts are formulas; .subs() them)"),
+        ("assumes", "; ".join(report.assumptions)),
     ]

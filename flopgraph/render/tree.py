@@ -17,6 +17,7 @@ from enum import Enum
 
 from ..records import Cost, TensorMeta
 from ..report import Report, _ancestors
+from ..symbolic import rank
 
 ROOT_NAME = "(model)"
 SELF_NAME = "(self)"
@@ -128,7 +129,7 @@ def limit(node: ModuleNode, depth: int | None = None, top: int | None = None) ->
     kids = list(node.children)
     rest: list[ModuleNode] = []
     if top is not None and len(kids) > top:
-        ranked = sorted(range(len(kids)), key=lambda i: (-kids[i].cost.flops, i))
+        ranked = sorted(range(len(kids)), key=lambda i: (-rank(kids[i].cost.flops), i))
         keep = set(ranked[:top])
         rest = [k for i, k in enumerate(kids) if i not in keep]
         kids = [k for i, k in enumerate(kids) if i in keep]
