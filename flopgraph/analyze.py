@@ -129,6 +129,7 @@ def _symbolic(
 
     sizes = Sizes(hints)
     device, _ = _device_of(model)
+    specs = [v for v in (*args, *kw.values()) if isinstance(v, TensorSpec)]
 
     def made(v: Any) -> Any:
         return sizes.tensor(v, device) if isinstance(v, TensorSpec) else v
@@ -148,10 +149,34 @@ def _symbolic(
         modules=_modules(model, counted.module_calls),
         attention=attention,
         symbols=tuple(str(s) for s in sizes.names.values()),
-        assumptions=sizes.assumptions(),
+        assumptions=sizes.assumptions() + _position_limits(model, specs),
     )
     _warn_skipped(report)
     return report
+
+
+_POSITION_TABLES = ("max_position_embeddings", "n_positions", "max_seq_len")
+
+
+def _position_limits(model: torch.nn.Module, specs: list[TensorSpec]) -> tuple[str, ...]:
+    """``T <= 1024`` for a token sequence whose length is a symbol, when the model's
+    config names a position count and an embedding table of that many rows exists:
+    positions past it are not in the table (a lookup the trace cannot check on fake
+    tensors)."""
+    config = getattr(model, "config", None)
+    limit = next(
+        (v for k in _POSITION_TABLES if isinstance(v := getattr(config, k, None), int)), None
+    )
+    tables = (m for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    if limit is None or not any(m.num_embeddings == limit for m in tables):
+        return ()  # rotary or relative positions: the config's length is no table
+    out = []
+    for spec in specs:
+        last = spec.shape[-1] if spec.shape else None
+        if not spec.dtype.is_floating_point and len(spec.shape) == 2 and isinstance(last, str):
+            if f"{last} <= {limit}" not in out:
+                out.append(f"{last} <= {limit}")
+    return tuple(out)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from typing import Any
 from .params import ParamStats
 from .records import PHASES, Cost, OpRecord, SkippedOp, Status, TensorMeta, jsonable
 from .step import StepInfo
+from .symbolic import rank
 
 SCHEMA_VERSION = 2
 """2: records carry their ``phase`` and a training analysis its ``step``; a version 1
@@ -139,7 +140,7 @@ class Report:
             if phase is not None and r.phase != phase:
                 continue
             out[r.op] = out.get(r.op, Cost()) + r.cost
-        return dict(sorted(out.items(), key=lambda kv: (-kv[1].flops, kv[0])))
+        return dict(sorted(out.items(), key=lambda kv: (-rank(kv[1].flops), kv[0])))
 
     def by_dtype(self) -> dict[str, Cost]:
         """Precision -> total cost of the ops computing in it (``OpRecord.precision``:
@@ -150,7 +151,9 @@ class Report:
             if r.macs or r.flops:
                 key = r.precision
                 out[key] = out.get(key, Cost()) + r.cost
-        return dict(sorted(out.items(), key=lambda kv: (-kv[1].macs, -kv[1].flops, kv[0])))
+        return dict(
+            sorted(out.items(), key=lambda kv: (-rank(kv[1].macs), -rank(kv[1].flops), kv[0]))
+        )
 
     @property
     def skipped(self) -> dict[str, SkippedOp]:

@@ -45,6 +45,10 @@ def test_gpt2_symbolic_total_is_the_closed_form() -> None:
     want = gpt2_closed_form(config, T, B)
     assert sympy.expand(report.macs - want.macs) == 0
     assert sympy.expand(report.flops - want.flops) == 0
+    # the position table holds 256 positions: a longer sequence is refused
+    assert "T <= 256" in report.assumptions
+    with pytest.raises(InputError, match="breaks the assumption T <= 256"):
+        report.subs(B=2, T=257)
     # by hand: per layer 2 * 4 heads * 16 (scores, values) MACs per (query, key) pair,
     # so 128 * B * T^2 MACs per layer and 256 * B * T^2 over two
     assert sympy.Poly(sympy.expand(report.macs), B, T).coeff_monomial(B * T**2) == 256

@@ -597,4 +597,6 @@ def describe_call(target: Any) -> str:
 
 # where this frontend runs the model and torch (the shadow's forward, each call and op):
 # an error raised through them is the model's or torch's, not flopgraph's (errors.is_internal)
-BOUNDARIES.update({_record.__code__, _Recorder.op.__code__, _Recorder.call.__code__})
+BOUNDARIES.update(
+    {_record.__code__, _Recorder.op.__code__, _Recorder.call.__code__, _symbolic_safe.__code__}
+)
