@@ -36,7 +36,9 @@ class Sizes:
         from torch._subclasses.fake_tensor import FakeTensorMode
         from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
-        self.env = ShapeEnv()
+        # no event log (a debugging aid of torch.compile), and no duck sizing: two names
+        # stay two symbols even when their hints are equal
+        self.env = ShapeEnv(should_record_events=False, duck_shape=False)
         self.mode = FakeTensorMode(shape_env=self.env, allow_non_fake_inputs=True)
         self.hints = dict(hints or {})
         self.symints: dict[str, torch.SymInt] = {}
