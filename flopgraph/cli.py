@@ -25,20 +25,16 @@ from typing import Any, NoReturn
 from rich.console import Console
 
 from . import __version__
-from .checkpoint import apply_checkpoint
 from .errors import FlopgraphError, InputError, SkippedOpWarning, UsageError
-from .examples import EXAMPLES
-from .loading import load_model, parse_inputs, parse_kwargs
-from .progress import LiveProgress
-from .render import FORMATS, Format, View, render_text, terminal_view
+from .names import CONVENTIONS, FORMATS, FRONTENDS, Format
+
+# Nothing above imports torch: --help and --version answer at once. What needs torch
+# (loading the model, analysing, rendering a report) is imported where it is used.
 
 _SUFFIX_FORMATS: dict[str, Format] = {
     ".json": "json", ".csv": "csv", ".md": "markdown", ".html": "html", ".htm": "html",
     ".txt": "table",
 }  # fmt: skip
-analyze_module = importlib.import_module(".analyze", __package__)
-"""The module (``flopgraph.analyze`` the attribute is the function): its CONVENTIONS
-and Frontend are read when the parser is built, so new ones appear by themselves."""
 _FILE_WIDTH = 120
 """Columns of a table written to a file or a pipe (a terminal uses its own width)."""
 
@@ -85,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DEVICE",
         help="build the model under torch.device(DEVICE); 'meta' allocates nothing",
     )
-    p.add_argument("--convention", default="default", choices=sorted(analyze_module.CONVENTIONS))
-    p.add_argument("--frontend", default="auto", choices=_frontends())
+    p.add_argument("--convention", default="default", choices=sorted(CONVENTIONS))
+    p.add_argument("--frontend", default="auto", choices=FRONTENDS)
     p.add_argument(
         "--depth",
         type=_count("a count >= 0", 0),
@@ -148,17 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p  # fmt: skip
 
 
-def _frontends() -> list[str]:
-    """The frontends analyze() accepts, read from its signature's Literal."""
-    return list(typing.get_args(getattr(analyze_module, "Frontend", None))) or ["auto", "fx"]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         ns = _parse(argv)
     except SystemExit as e:  # --help, --version, or a usage error already printed
         return e.code if isinstance(e.code, int) else 0
     if ns.list_examples:
+        from .examples import EXAMPLES
+
         for ex in EXAMPLES.values():
             print(f"{ex.name:18} {'x'.join(map(str, ex.input_shape)):14} {ex.description}")
         return 0
@@ -228,6 +221,11 @@ def _format(ns: argparse.Namespace) -> Format:
 
 
 def _run(ns: argparse.Namespace) -> None:
+    from .checkpoint import apply_checkpoint
+    from .loading import load_model, parse_inputs, parse_kwargs
+    from .render import View, render_text, terminal_view
+
+    analyze_module = importlib.import_module(".analyze", __package__)
     if ns.output:
         _check_not_an_input(ns)
     fmt = _format(ns)
@@ -332,6 +330,8 @@ def _progress(ns: argparse.Namespace) -> AbstractContextManager[Any]:
     console = _console(stderr=True)
     if ns.quiet or not console.is_terminal:
         return nullcontext(None)
+    from .progress import LiveProgress
+
     return LiveProgress(console)
 
 

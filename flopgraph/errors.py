@@ -6,10 +6,9 @@ can catch one type; each message names what was wrong and where.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from types import CodeType
-
-import torch
 
 
 class FlopgraphError(Exception):
@@ -65,7 +64,11 @@ def safe_str(e: BaseException) -> str:
 
 
 _OWN_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+_TORCH_SPEC = importlib.util.find_spec("torch")
+_TORCH_DIR = (
+    os.path.dirname(os.path.abspath(_TORCH_SPEC.origin or "")) + os.sep if _TORCH_SPEC else ""
+)
+"""torch's folder, found without importing torch (the CLI's --help must not)."""
 BOUNDARIES: set[CodeType] = set()
 """Code objects of flopgraph's functions whose job is to call model or torch code (the
 propagation pass's call of a node's target, the aten recorder's op calls): an exception
@@ -100,7 +103,7 @@ def internal_error(e: BaseException, where: str) -> InternalError:
     return InternalError(
         f"internal error of flopgraph (a bug, not a problem with your model) {where}: "
         f"{type(e).__name__}: {_first_line(safe_str(e))} (flopgraph {__version__}, "
-        f"torch {torch.__version__}; please report it with this message)"
+        f"torch {_torch_version()}; please report it with this message)"
     )
 
 
@@ -113,3 +116,9 @@ class IncompleteGraphError(TraceError):
     """fx traced the model, but its forward computed on tensors fx does not see
     (its own weights, constants): that arithmetic ran outside the graph, which
     would undercount it. ``frontend="auto"`` counts such a model on aten."""
+
+
+def _torch_version() -> str:
+    import torch
+
+    return str(torch.__version__)

@@ -312,3 +312,33 @@ def test_unknown_output_suffix_and_a_zero_dimension_are_usage_errors(tmp_path):
     assert run_cli("lenet", "-o", str(out), "--format", "json").returncode == 0  # as asked
     proc = run_cli("lenet", "--input", "0x1x28x28")
     assert proc.returncode == 2 and "a dimension of 0" in proc.stderr
+
+
+def test_help_and_version_do_not_import_torch() -> None:
+    # --help and --version answer without torch (the first seconds of a new user);
+    # their choices come from flopgraph.names, which must equal what the library takes
+    code = (
+        "import sys; from flopgraph.cli import build_parser; build_parser(); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    from flopgraph import names
+    from flopgraph.analyze import CONVENTIONS
+    from flopgraph.pipeline import FRONTENDS
+    from flopgraph.render import FORMATS
+
+    assert set(names.CONVENTIONS) == set(CONVENTIONS)
+    assert names.FRONTENDS == FRONTENDS and names.FORMATS == FORMATS
+
+
+def test_functions_keep_their_names_after_their_modules_load() -> None:
+    # analyze, compare and generation share names with their submodules: importing the
+    # submodule (which sets it on the package) leaves the package's name the function
+    code = (
+        "import flopgraph, flopgraph.generation, flopgraph.compare, flopgraph.analyze; "
+        "print(all(callable(f) and not isinstance(f, type(flopgraph)) for f in "
+        "(flopgraph.analyze, flopgraph.compare, flopgraph.generation)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

@@ -214,3 +214,28 @@ def test_symbolic_report_survives_json_and_renders() -> None:
 
     for fmt in ("table", "markdown", "html", "csv", "json"):
         assert "B" in render_text(report, fmt, View(), 120)  # type: ignore[arg-type]
+
+
+class _Resize(nn.Module):
+    """Down by a stride-2 conv, back to the input's size by bilinear interpolation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.head = nn.Conv2d(8, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.interpolate(self.down(x), size=x.shape[-2:], mode="bilinear"))
+
+
+def test_interpolate_to_a_symbolic_size() -> None:
+    report = flopgraph.analyze(_Resize(), TensorSpec(("B", 3, "H", "W")))
+    # by hand, per image: the stride-2 conv 8*3*9 MACs per output position (+ bias),
+    # the resize 4 taps (2 FLOPs each) per output element, the head 2*8*9 MACs + bias,
+    # every one of the H x W outputs; the conv's map is ceil(H/2) x ceil(W/2)
+    h, w = sympy.symbols("H W", integer=True, positive=True)
+    half = (sympy.floor((h - 1) / 2) + 1) * (sympy.floor((w - 1) / 2) + 1)
+    want = B * half * 8 * (2 * 27 + 1) + B * h * w * (8 * 4 * 2 + 2 * (2 * 72 + 1))
+    assert sympy.simplify(report.flops - want) == 0
+    for shape in ((2, 3, 31, 17), (3, 3, 64, 65), (2, 3, 9, 100), (4, 3, 33, 33), (2, 3, 128, 7)):
+        _same(report, _Resize().eval(), shape)

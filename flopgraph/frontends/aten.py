@@ -413,7 +413,15 @@ class _OpMode(TorchDispatchMode):
 def _symbolic_safe(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """``func(*args, **kwargs)``; when symbolic sizes reach a C++ kernel that takes
     concrete ints only (``constant_pad_nd`` with symbolic padding), torch's own Python
-    decomposition of the op runs instead: the same result, computed with SymInts."""
+    decomposition of the op runs instead: the same result, computed with SymInts. An op
+    whose C++ kernel would fix every size of its input to the hint (``constant_pad_nd``
+    again, whatever its padding) takes the decomposition first."""
+    if func in _SPECIALIZING and _symbolic_input(args):
+        from torch._decomp import decomposition_table
+
+        decomposed = decomposition_table.get(func)
+        if decomposed is not None:
+            return decomposed(*args, **kwargs)
     try:
         return func(*args, **kwargs)
     except RuntimeError as e:
@@ -425,6 +433,18 @@ def _symbolic_safe(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         if decomposed is None:
             raise
         return decomposed(*args, **kwargs)
+
+
+_SPECIALIZING = frozenset({torch.ops.aten.constant_pad_nd.default})
+"""Ops whose C++ kernel guards every input size equal to its hint (a symbolic batch
+would become 65 after any padding)."""
+
+
+def _symbolic_input(args: tuple[Any, ...]) -> bool:
+    return any(
+        isinstance(a, torch.Tensor) and any(isinstance(s, torch.SymInt) for s in a.shape)
+        for a in args
+    )
 
 
 def trace_aten(
@@ -442,7 +462,12 @@ def trace_aten(
     type has a rule in ``registry`` is recorded as one call (fx counts it as one call too)."""
     _check_inputs(model, args, kwargs)
     if fake_mode is not None:  # symbolic sizes: on these fake tensors or not at all
-        with isolated():
+        from torch._dispatch.python import enable_python_dispatcher
+
+        # torch's Python implementations of composite ops (interpolate's size
+        # arithmetic, as torch.compile runs them) keep sizes symbolic where the C++
+        # ones would fix them to the hint
+        with isolated(), enable_python_dispatcher():
             return _record(model, args, kwargs, "fake", registry=registry, fake_mode=fake_mode)
     hint = "Pass real input tensors so the forward can run for real, on copies."
     with isolated():

@@ -13,15 +13,14 @@ from typing import Literal
 
 from rich.console import Console
 
+from ..names import FORMATS as FORMATS  # re-exported: flopgraph.render.FORMATS
+from ..names import Format
 from ..report import Report
 from .cells import Units
 from .csv_export import render_csv
 from .html import render_html
 from .markdown import render_markdown
 from .terminal import By, render_report
-
-Format = Literal["table", "tree", "json", "csv", "markdown", "html"]
-FORMATS: tuple[Format, ...] = ("table", "tree", "json", "csv", "markdown", "html")
 
 _DEFAULT_DEPTH: dict[str, int | None] = {"table": 2, "tree": 2, "markdown": 2}
 """Formats read by people show two levels unless asked; data formats show all."""
