@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--units", default="auto", choices=("auto", "raw"), help="auto: 4.09 G; raw: exact integers"
     )
+    p.add_argument(
+        "--fail-on-skipped",
+        action="store_true",
+        help="exit 3 when an op had no handler (for CI), after writing the report",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress, warnings or notes")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("--list-examples", action="store_true", help="list the built-in examples")
@@ -185,6 +190,19 @@ def _torch_logs(debug: bool) -> Iterator[None]:
         logger.setLevel(level)
 
 
+class _SkippedOps(Exception):
+    """--fail-on-skipped met ops with no handler (the report was written first)."""
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's flush at exit does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def _guarded(ns: argparse.Namespace) -> int:
     try:
         _run(ns)
@@ -194,6 +212,12 @@ def _guarded(ns: argparse.Namespace) -> int:
         return _fail(e, 1, ns.debug)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `| head` closed the pipe: the reader has what it wanted
+        _silence_stdout()
+        return 0
+    except _SkippedOps as e:
+        print(f"flopgraph: {e}", file=sys.stderr)
+        return 3
     except Exception as e:  # a bug, in flopgraph or in the model: still one line
         return _fail(e, 1, ns.debug, f"internal error: {type(e).__name__}: ")
     return 0
@@ -260,6 +284,9 @@ def _run(ns: argparse.Namespace) -> None:
         _write(render_text(report, fmt, view, _FILE_WIDTH), ns)
     else:
         _console().print(terminal_view(report, fmt, view))
+    if ns.fail_on_skipped and report.skipped:
+        ops = ", ".join(f"{op} x{info.count}" for op, info in report.skipped.items())
+        raise _SkippedOps(f"--fail-on-skipped: ops with no handler (counted as 0): {ops}")
 
 
 def _generate_sizes(text: str) -> tuple[int, int, int]:
@@ -317,10 +344,19 @@ def _mean(out: Any) -> Any:
 _LOSSES: dict[str, Any] = {"auto": None, "sum": _sum, "mean": _mean}
 
 
+class _Console(Console):
+    """rich's Console, whose closed pipe ends the run quietly with exit 0 (rich's own
+    answer is exit 1, as if the analysis had failed)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def _console(stderr: bool = False) -> Console:
     """stdout (or stderr) as rich sees it: colour only on a terminal without NO_COLOR;
     a pipe gets plain text at a width wide enough for the tables."""
-    console = Console(stderr=stderr, color_system=None if os.environ.get("NO_COLOR") else "auto")
+    console = _Console(stderr=stderr, color_system=None if os.environ.get("NO_COLOR") else "auto")
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = _FILE_WIDTH
     return console

@@ -52,6 +52,13 @@ class LoadedModel:
     default_inputs: Inputs = field(default_factory=Inputs)
 
 
+_DTYPE_ALIASES = {
+    "long": "int64", "int": "int32", "short": "int16", "half": "float16", "float": "float32",
+    "double": "float64", "fp16": "float16", "fp32": "float32", "bf16": "bfloat16",
+}  # fmt: skip
+"""torch's own aliases (``torch.long``) and the usual short names."""
+
+
 def parse_input(text: str) -> tuple[str | None, TensorSpec]:
     """``"int64:1x128"`` -> ``(None, TensorSpec((1, 128), torch.int64))``;
     ``"mask=1x8"`` -> ``("mask", TensorSpec((1, 8)))``."""
@@ -64,7 +71,7 @@ def parse_input(text: str) -> tuple[str | None, TensorSpec]:
     dtype = torch.float32
     if colon:
         try:
-            dtype = dtype_from_name(dtype_text.strip())
+            dtype = dtype_from_name(_DTYPE_ALIASES.get(dtype_text.strip(), dtype_text.strip()))
         except KeyError:
             raise UsageError(
                 f"bad --input {text!r}: unknown dtype {dtype_text!r} (e.g. float32, float16, "

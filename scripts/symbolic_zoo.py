@@ -47,7 +47,10 @@ def one(key: str) -> str:
     )
     sym_args, sym_kw = _specs(args, kwargs, "B", None if seq is None else "T")
     try:
-        report = flopgraph.analyze(model, sym_args, kwargs=sym_kw)
+        # the sequence's hint is the catalog's length: a longer one may pass the
+        # model's position table (siglip raises for it)
+        hints = {"T": seq} if seq is not None and seq >= 2 else None
+        report = flopgraph.analyze(model, sym_args, kwargs=sym_kw, hints=hints)
     except flopgraph.FlopgraphError as e:
         return f"fails: {str(e).splitlines()[0][:220]}"
     out = []

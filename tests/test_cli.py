@@ -342,3 +342,45 @@ def test_functions_keep_their_names_after_their_modules_load() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_fail_on_skipped_exits_3_after_the_report(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    source = tmp_path / "skip.py"
+    source.write_text(
+        "import torch\n"
+        "class M(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return torch.special.bessel_j0(x) + 1\n"
+        "def build():\n"
+        "    return M()\n"
+    )
+    code, out, err = run_main(capsys, f"{source}:build", "--input", "2x3", "--fail-on-skipped")
+    assert code == 3 and "model" in out  # the report first, then the refusal
+    assert "--fail-on-skipped: ops with no handler (counted as 0): special_bessel_j0 x1" in err
+    code, _, _ = run_main(capsys, f"{source}:build", "--input", "2x3", "--quiet")
+    assert code == 0  # without the flag a skipped op is a warning, not a failure
+    code, _, _ = run_main(capsys, "lenet", "--fail-on-skipped", "--quiet")
+    assert code == 0  # nothing skipped
+
+
+def test_torch_dtype_aliases_in_input(capsys) -> None:  # type: ignore[no-untyped-def]
+    from flopgraph.loading import parse_input
+
+    assert parse_input("long:1x8")[1] == flopgraph.TensorSpec((1, 8), torch.int64)
+    assert parse_input("half:2x3")[1] == flopgraph.TensorSpec((2, 3), torch.float16)
+    assert parse_input("bf16:2x3")[1] == flopgraph.TensorSpec((2, 3), torch.bfloat16)
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    # `flopgraph lenet | head -1`: the reader stops early; no traceback, exit 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flopgraph", "lenet", "--by", "op", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the report is written (torch takes seconds to import)
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 0
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception" not in err

@@ -331,7 +331,7 @@ class _Recorder:
             operands = _OPERANDS.get(func.overloadpacket.__name__)
             if operands is not None:
                 _check_dtypes([args[i] for i in operands if i < len(args)], str(func))
-            if self.fast is not None and func in _FAKE_STAND_INS:
+            if func in _FAKE_STAND_INS and _fake(args):
                 out = _FAKE_STAND_INS[func](func, args, kwargs)
             else:
                 out = MISS if self.fast is None else self.fast(func, args, kwargs)
@@ -438,6 +438,13 @@ def _symbolic_safe(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 _SPECIALIZING = frozenset({torch.ops.aten.constant_pad_nd.default})
 """Ops whose C++ kernel guards every input size equal to its hint (a symbolic batch
 would become 65 after any padding)."""
+
+
+def _fake(args: tuple[Any, ...]) -> bool:
+    """The op runs on fake tensors (not for real): its stand-in applies."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    return any(isinstance(a, FakeTensor) for a in args)
 
 
 def _symbolic_input(args: tuple[Any, ...]) -> bool:
