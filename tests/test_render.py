@@ -305,3 +305,32 @@ def test_live_progress_is_silent_for_small_models_and_shows_when_slow():
     with LiveProgress(console, delay=0) as shown:
         flopgraph.analyze(LeNet(), (1, 1, 28, 28), progress=shown)
     assert shown.shown and "propagating shapes" in buf.getvalue()
+
+
+def test_a_container_whose_layers_ran_is_not_marked_not_called() -> None:
+    from torch import nn
+
+    from flopgraph.render import View, render_text
+
+    class Stack(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = nn.ModuleList(nn.Linear(4, 4) for _ in range(2))
+            self.spare = nn.ModuleList([nn.Linear(4, 4), nn.ReLU()])  # never used
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for layer in self.layers:
+                x = layer(x)
+            return x
+
+    report = flopgraph.analyze(Stack(), (1, 4))
+    for fmt in ("table", "markdown"):
+        text = render_text(report, fmt, View(), 160)  # type: ignore[arg-type]
+        lines = {line.split()[1] if fmt == "table" else line.split("|")[1].strip(): line
+                 for line in text.splitlines() if "layers" in line or "spare" in line}  # fmt: skip
+        layers = next(v for k, v in lines.items() if k.endswith("layers"))
+        spare = next(v for k, v in lines.items() if k.endswith("spare"))
+        assert "ModuleList" in layers and "not called" not in layers
+        assert "ModuleList (not called)" in spare
+    html = render_text(report, "html", View(), 160)  # type: ignore[arg-type]
+    assert '"ran":true' in html and '"ran":false' in html

@@ -22,12 +22,13 @@ LEFT = frozenset({"module", "type", "output", "op", "inputs", "outputs", "status
 
 
 def type_text(node: ModuleNode) -> str:
-    """``Linear``, ``MaxPool2d ×2`` (called twice), ``Dropout (not called)``."""
+    """``Linear``, ``MaxPool2d ×2`` (called twice), ``Dropout (not called)``; a
+    container whose children ran (a ModuleList) is just its type."""
     if node.kind is not RowKind.MODULE:
         return ""
-    if node.calls == 0:
+    if not node.ran:
         return f"{node.type} (not called)"
-    return node.type if node.calls == 1 else f"{node.type} ×{node.calls}"
+    return node.type if node.calls <= 1 else f"{node.type} ×{node.calls}"
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,7 @@ def _node(n: ModuleNode, units: Units) -> dict[str, Any]:
         "type": n.type,
         "kind": n.kind.value,
         "calls": n.calls,
+        "ran": n.ran,
         "params": n.params,
         # numbers the page sorts and draws bars by (a formula: its value with every
         # size at 1024, see symbolic.rank); the text holds the exact counts

@@ -105,7 +105,7 @@ def module_table(
 
 
 def _style(node: ModuleNode) -> str:
-    if node.kind is not RowKind.MODULE or node.calls == 0:
+    if node.kind is not RowKind.MODULE or not node.ran:
         return "dim"
     return "bold" if not node.path else ""
 

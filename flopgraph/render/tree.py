@@ -54,6 +54,12 @@ class ModuleNode:
     kind: RowKind = RowKind.MODULE
     children: tuple[ModuleNode, ...] = ()
 
+    @property
+    def ran(self) -> bool:
+        """Its forward ran, or a child's did: a ModuleList or ModuleDict is never
+        called itself, yet its layers run (it is no "(not called)" module)."""
+        return self.calls > 0 or any(c.ran for c in self.children)
+
 
 def module_outputs(report: Report) -> dict[str, tuple[TensorMeta, ...]]:
     """Module path -> outputs of the last op run inside it (in graph order).

@@ -146,7 +146,7 @@ function drawTree() {
   const body = document.querySelector("#modules tbody");
   body.textContent = "";
   const add = (n, depth) => {
-    const tr = el("tr", { class: n.kind !== "module" ? "extra" : n.calls === 0 ? "uncalled" : "" });
+    const tr = el("tr", { class: n.kind !== "module" ? "extra" : !n.ran ? "uncalled" : "" });
     const name = el("td", { class: "name", style: `padding-left:${8 + depth * 18}px` });
     if ((n.children || []).length) {
       const b = el("button", { "aria-label": "toggle" }, expanded.has(n) ? "▾" : "▸");
@@ -157,7 +157,7 @@ function drawTree() {
     }
     name.appendChild(document.createTextNode(depth === 0 ? DATA.model : n.name));
     tr.appendChild(name);
-    const type = n.kind !== "module" ? "" : n.calls === 0 ? `${n.type} (not called)` : n.calls > 1 ? `${n.type} ×${n.calls}` : n.type;
+    const type = n.kind !== "module" ? "" : !n.ran ? `${n.type} (not called)` : n.calls > 1 ? `${n.type} ×${n.calls}` : n.type;
     tr.appendChild(el("td", {}, type));
     const noParams = n.kind === "self" && !n.params;  // ops outside any child hold none
     tr.appendChild(el("td", { class: "num" }, noParams ? "" : n.text.params));
