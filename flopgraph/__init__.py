@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the names below, imported on first use (PEP 562): see __get
         RegistryError,
         SkippedOpWarning,
         TraceError,
+        TrainingModeWarning,
     )
     from .frontends.model_hooks import part_of_model
     from .generation import Generation, Segment, StepFormula, generation
@@ -54,6 +55,7 @@ _WHERE: dict[str, str] = {
     "Segment": ".generation",
     "SkippedOp": ".records",
     "SkippedOpWarning": ".errors",
+    "TrainingModeWarning": ".errors",
     "Status": ".records",
     "StepFormula": ".generation",
     "StepInfo": ".step",
@@ -128,6 +130,7 @@ __all__ = [
     "Segment",
     "SkippedOp",
     "SkippedOpWarning",
+    "TrainingModeWarning",
     "Status",
     "StepInfo",
     "StepFormula",

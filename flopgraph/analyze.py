@@ -12,7 +12,7 @@ from typing import Any, Literal
 import torch
 
 from .count import module_path
-from .errors import InputError, SkippedOpWarning
+from .errors import InputError, SkippedOpWarning, TrainingModeWarning
 from .frontends.isolation import isolated
 from .frontends.training import OptimizerSpec
 from .handlers import DEFAULT, install_extensions
@@ -110,8 +110,11 @@ def analyze(
         modules=_modules(model, counted.module_calls),
         step=None if counted.step is None else replace(counted.step, attention=attention),
         attention=attention,
+        mode="train" if model.training else "eval",
     )
     _warn_skipped(report)
+    if not training:
+        _warn_training_mode(model)
     return report
 
 
@@ -148,10 +151,12 @@ def _symbolic(
         params=ParamStats.of(model, experts),
         modules=_modules(model, counted.module_calls),
         attention=attention,
+        mode="train" if model.training else "eval",
         symbols=tuple(str(s) for s in sizes.names.values()),
         assumptions=sizes.assumptions() + _position_limits(model, specs),
     )
     _warn_skipped(report)
+    _warn_training_mode(model)
     return report
 
 
@@ -253,6 +258,28 @@ def _modules(model: torch.nn.Module, calls: Mapping[str, int]) -> tuple[ModuleIn
         ModuleInfo(path, type(m).__name__, counts[path], calls.get(path, 0) or int(not path))
         for path, m in model.named_modules()
     )
+
+
+_MODE_DEPENDENT = (torch.nn.modules.dropout._DropoutNd, torch.nn.modules.batchnorm._BatchNorm)
+
+
+def _warn_training_mode(model: torch.nn.Module) -> None:
+    """Once per call: a forward counted in training mode, with modules that count
+    differently there (dropout's mask, batch norm's batch statistics)."""
+    if not model.training:
+        return
+    kinds = sorted(
+        {type(m).__name__ for m in model.modules() if m.training and isinstance(m, _MODE_DEPENDENT)}
+    )
+    if kinds:
+        warnings.warn(
+            TrainingModeWarning(
+                f"{type(model).__name__} is in training mode: {', '.join(kinds[:3])} count as in "
+                "training (dropout masks, batch statistics). Call model.eval() for an inference "
+                "count, or pass training=True to count a whole training step."
+            ),
+            stacklevel=3,
+        )
 
 
 def _warn_skipped(report: Report) -> None:

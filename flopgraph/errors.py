@@ -39,6 +39,11 @@ class SkippedOpWarning(UserWarning):
     """An op had no handler: it counts 0 and is listed on the report."""
 
 
+class TrainingModeWarning(UserWarning):
+    """A forward was counted with the model in training mode, where dropout and batch
+    norm count as they run in training (an inference count wants ``model.eval()``)."""
+
+
 class UsageError(FlopgraphError):
     """A command line named a model, input or option that cannot be used
     (the command exits with status 2, before any analysis starts)."""

@@ -65,6 +65,9 @@ class Report:
     attention: str = "full"
     """How causal attention scores were counted: ``"full"`` (the L x S square) or
     ``"causal"`` (the unmasked triangle)."""
+    mode: str = "eval"
+    """``"train"`` or ``"eval"``: the model's mode when it was counted (dropout and
+    batch norm count differently in each)."""
     symbols: tuple[str, ...] = ()
     """The named input sizes of a symbolic analysis (its counts are formulas in
     them, sympy expressions); empty for a concrete one."""
@@ -183,6 +186,7 @@ class Report:
             },
             "step": None if self.step is None else self.step.to_dict(),
             "attention": self.attention,
+            "mode": self.mode,
             "symbols": list(self.symbols),
             "assumptions": list(self.assumptions),
         }
@@ -208,6 +212,7 @@ class Report:
             modules=tuple(ModuleInfo(**m) for m in d["modules"]),
             step=StepInfo.from_dict(d["step"]) if d.get("step") else None,
             attention=d.get("attention", "full"),
+            mode=d.get("mode", "eval"),
             symbols=tuple(d.get("symbols", ())),
             assumptions=tuple(d.get("assumptions", ())),
         )

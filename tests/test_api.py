@@ -255,3 +255,32 @@ def test_a_cli_style_shape_string_is_an_input_error():
     model = torch.nn.Linear(4, 2)
     with pytest.raises(flopgraph.InputError, match=r"shape tuple such as \(1, 4\)"):
         flopgraph.analyze(model, "1x4")
+
+
+def test_a_forward_in_training_mode_says_so() -> None:
+    import warnings
+
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.1))  # train mode
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = flopgraph.analyze(model, (2, 4))
+    mode = [w for w in caught if issubclass(w.category, flopgraph.TrainingModeWarning)]
+    assert len(mode) == 1 and "Dropout count as in training" in str(mode[0].message)
+    assert report.mode == "train"
+    # dropout in training mode: 1 FLOP per element (the spec's B), on top of the linear's
+    assert report.flops == 2 * (2 * 4 * 4) + 2 * 4 + 2 * 4
+    assert flopgraph.Report.from_json(report.to_json()).mode == "train"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = flopgraph.analyze(model.eval(), (2, 4))
+    assert report.mode == "eval" and not [
+        w for w in caught if issubclass(w.category, flopgraph.TrainingModeWarning)
+    ]
+    assert report.flops == 2 * (2 * 4 * 4) + 2 * 4
+    # a model without mode-dependent modules does not warn in training mode
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        flopgraph.analyze(torch.nn.Linear(4, 4), (2, 4))
+    assert not [w for w in caught if issubclass(w.category, flopgraph.TrainingModeWarning)]

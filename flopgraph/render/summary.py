@@ -31,6 +31,11 @@ def totals_items(report: Report, units: Units = "auto") -> list[tuple[str, str]]
             + (" · causal attention over its triangle" if report.attention == "causal" else ""),
         ),  # fmt: skip
         ("MACs", _exact(report.macs, units)),
+        *(
+            [("mode", "train: dropout and batch norm, if any, count as in training")]
+            if report.mode == "train" and report.step is None
+            else []
+        ),
         (
             "params",
             f"{_exact(p.total, units)} · trainable {p.trainable:,} · "
