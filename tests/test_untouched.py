@@ -335,3 +335,31 @@ def test_whole_zoo_untouched_in_training(entry):
         assert "targets should not be none when in training mode" in str(e)
     assert_untouched(model, before)
     assert calls == []
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_generation_leaves_the_model_untouched(training: bool) -> None:
+    # generation() wraps the model in a module of its own and runs the model's cache
+    # code on fake tensors: the user's model, its hooks and flags come out as they were
+    pytest.importorskip("transformers")
+    model = _llama()
+    calls = decorate(model, training)
+    before = snapshot(model)
+    g = flopgraph.generation(model, prompt=3, new_tokens=2)
+    assert g.decode(4).skipped == {}
+    assert_untouched(model, before)
+    assert calls == []
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_a_symbolic_analysis_leaves_the_model_untouched(training: bool) -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten())
+    calls = decorate(model, training)
+    before = snapshot(model)
+    report = flopgraph.analyze(model, TensorSpec(("B", 3, "H", "W")))
+    assert report.symbols == ("B", "H", "W")
+    assert_untouched(model, before)
+    assert calls == []
+    with pytest.raises(flopgraph.InputError):  # and when it fails
+        flopgraph.analyze(model, TensorSpec(("B", 3, "H", "W")), training=True)
+    assert_untouched(model, before)
