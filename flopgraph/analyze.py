@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Literal
@@ -94,6 +94,7 @@ def analyze(
         return _symbolic(model, args, kw, registry, convention, frontend, attention, hints)
     if hints:
         raise InputError("hints are for symbolic sizes: name a size in a TensorSpec")
+    _check_positions(model, args, kw)
     with isolated(), _gc_paused(), counting(attention):  # one analysis at a time
         if training:
             counted = run_step(model, args, kw, registry, frontend, loss, optimizer)
@@ -163,25 +164,57 @@ def _symbolic(
 _POSITION_TABLES = ("max_position_embeddings", "n_positions", "max_seq_len")
 
 
-def _position_limits(model: torch.nn.Module, specs: list[TensorSpec]) -> tuple[str, ...]:
-    """``T <= 1024`` for a token sequence whose length is a symbol, when the model's
-    config names a position count and an embedding table of that many rows exists:
-    positions past it are not in the table (a lookup the trace cannot check on fake
-    tensors)."""
+def _position_table(model: torch.nn.Module) -> tuple[str, int] | None:
+    """(path, rows) of the model's position table: an embedding with as many rows as
+    its config's position count (GPT-2's ``transformer.wpe``); None for rotary or
+    relative positions, where the config's length is no table."""
     config = getattr(model, "config", None)
     limit = next(
         (v for k in _POSITION_TABLES if isinstance(v := getattr(config, k, None), int)), None
     )
-    tables = (m for m in model.modules() if isinstance(m, torch.nn.Embedding))
-    if limit is None or not any(m.num_embeddings == limit for m in tables):
-        return ()  # rotary or relative positions: the config's length is no table
+    if limit is None:
+        return None
+    for path, m in model.named_modules():
+        if isinstance(m, torch.nn.Embedding) and m.num_embeddings == limit:
+            return path, limit
+    return None
+
+
+def _token_lengths(values: Iterable[Any]) -> list[Any]:
+    """The lengths of the token sequences among the inputs (int tensors or specs of 2
+    dims: [batch, tokens])."""
     out = []
-    for spec in specs:
-        last = spec.shape[-1] if spec.shape else None
-        if not spec.dtype.is_floating_point and len(spec.shape) == 2 and isinstance(last, str):
-            if f"{last} <= {limit}" not in out:
-                out.append(f"{last} <= {limit}")
-    return tuple(out)
+    for v in values:
+        if isinstance(v, (torch.Tensor, TensorSpec)) and not v.dtype.is_floating_point:
+            if len(v.shape) == 2:
+                out.append(v.shape[-1])
+    return out
+
+
+def _position_limits(model: torch.nn.Module, specs: list[TensorSpec]) -> tuple[str, ...]:
+    """``T <= 1024`` for a token sequence whose length is a symbol, when the model has
+    a position table: positions past it are not in the table (a lookup the trace cannot
+    check on fake tensors)."""
+    table = _position_table(model)
+    if table is None:
+        return ()
+    names = {t for t in _token_lengths(specs) if isinstance(t, str)}
+    return tuple(f"{t} <= {table[1]}" for t in sorted(names))
+
+
+def _check_positions(model: torch.nn.Module, args: tuple[Any, ...], kw: Mapping[str, Any]) -> None:
+    """An InputError for token sequences longer than the model's position table (a real
+    forward fails on the lookup; fake tensors cannot see it)."""
+    table = _position_table(model)
+    if table is None:
+        return
+    for length in _token_lengths((*args, *kw.values())):
+        if isinstance(length, int) and length > table[1]:
+            raise InputError(
+                f"{type(model).__name__}: a sequence of {length:,} tokens is longer than its "
+                f"position table {table[0]!r} ({table[1]:,} positions); a real forward would "
+                "fail on the lookup"
+            )
 
 
 @contextmanager

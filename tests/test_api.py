@@ -284,3 +284,16 @@ def test_a_forward_in_training_mode_says_so() -> None:
         warnings.simplefilter("always")
         flopgraph.analyze(torch.nn.Linear(4, 4), (2, 4))
     assert not [w for w in caught if issubclass(w.category, flopgraph.TrainingModeWarning)]
+
+
+def test_a_sequence_past_the_position_table_is_an_input_error() -> None:
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    config = transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50, n_positions=64)
+    with torch.device("meta"):
+        model = transformers.GPT2LMHeadModel(config).eval()
+    ok = flopgraph.analyze(model, flopgraph.TensorSpec((1, 64), torch.int64))
+    assert ok.flops > 0  # 64 positions fit the table
+    with pytest.raises(flopgraph.InputError, match=r"65 tokens .* position table 'transformer.wpe' \(64"):
+        flopgraph.analyze(model, flopgraph.TensorSpec((1, 65), torch.int64))
