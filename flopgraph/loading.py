@@ -11,6 +11,7 @@ whose message names the spec and what was expected.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import importlib.util
 import json
@@ -129,9 +130,11 @@ def load_model(spec: str, kwargs: Mapping[str, Any], device: str | None = None) 
         return LoadedModel(model, spec, Inputs((TensorSpec(ex.input_shape),)))
     where, colon, attr = spec.rpartition(":")
     if not colon or not where or not attr or "\\" in attr or "/" in attr:
+        close = difflib.get_close_matches(spec, EXAMPLES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UsageError(
             f"unknown model {spec!r}: not a built-in example (see --list-examples) nor "
-            "package.module:callable nor path/to/file.py:callable"
+            "package.module:callable nor path/to/file.py:callable" + hint
         )
     module = _import_file(where, spec) if _is_path(where) else _import_module(where, spec)
     target = _attribute(module, attr, spec)

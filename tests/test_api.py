@@ -295,5 +295,6 @@ def test_a_sequence_past_the_position_table_is_an_input_error() -> None:
         model = transformers.GPT2LMHeadModel(config).eval()
     ok = flopgraph.analyze(model, flopgraph.TensorSpec((1, 64), torch.int64))
     assert ok.flops > 0  # 64 positions fit the table
-    with pytest.raises(flopgraph.InputError, match=r"65 tokens .* position table 'transformer.wpe' \(64"):
+    table = r"65 tokens .* position table 'transformer.wpe' \(64"
+    with pytest.raises(flopgraph.InputError, match=table):
         flopgraph.analyze(model, flopgraph.TensorSpec((1, 65), torch.int64))

@@ -384,3 +384,10 @@ def test_a_closed_pipe_ends_quietly() -> None:
     proc.stderr.close()
     assert proc.wait(timeout=120) == 0
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception" not in err
+
+
+def test_a_mistyped_example_gets_a_suggestion(capsys) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run_main(capsys, "lenett")
+    assert code == 2 and err.strip().endswith("did you mean 'lenet'?")
+    code, _, err = run_main(capsys, "nosuch")
+    assert code == 2 and "did you mean" not in err
