@@ -14,6 +14,7 @@ import torch
 from .count import module_path
 from .errors import InputError, SkippedOpWarning, TrainingModeWarning
 from .frontends.isolation import isolated
+from .frontends.reuse import replaying
 from .frontends.training import OptimizerSpec
 from .handlers import DEFAULT, install_extensions
 from .inputs import TensorSpec, normalize_inputs
@@ -47,6 +48,7 @@ def analyze(
     optimizer: OptimizerSpec | None = None,
     attention: Attention = "full",
     hints: Mapping[str, int] | None = None,
+    reuse: bool = True,
 ) -> Report:
     """Count the exact MACs and FLOPs of ``model`` on ``inputs``, op by op.
 
@@ -78,6 +80,11 @@ def analyze(
     ``report.assumptions`` lists what the trace assumed, ``report.subs(B=8, T=512)``
     gives the concrete report. ``hints`` maps names to the values the trace follows
     where the code branches on a size (default 65, 67, ...).
+
+    ``reuse``: on fake tensors, a block structurally identical to a sibling (the
+    layers of a transformer) runs its forward once per distinct call and the other
+    calls replay its records (see :mod:`flopgraph.frontends.reuse`); False runs every
+    call. The counts are the same either way.
     """
     progress = progress or no_progress
     if not isinstance(model, torch.nn.Module):
@@ -95,7 +102,7 @@ def analyze(
     if hints:
         raise InputError("hints are for symbolic sizes: name a size in a TensorSpec")
     _check_positions(model, args, kw)
-    with isolated(), _gc_paused(), counting(attention):  # one analysis at a time
+    with isolated(), _gc_paused(), counting(attention), replaying(reuse):  # one at a time
         if training:
             counted = run_step(model, args, kw, registry, frontend, loss, optimizer)
         else:

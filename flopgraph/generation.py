@@ -243,7 +243,14 @@ class _Steps:
         wrapper = _Decode(self.model, self.key, seen)
         ids = (TensorSpec((self.batch, c), torch.int64), TensorSpec((self.batch, 1), torch.int64))
         try:
-            whole = analyze(wrapper, ids, frontend="aten", convention=self.convention)  # type: ignore[arg-type]
+            # no block reuse: a replayed layer would leave its cache layer empty for the step
+            whole = analyze(
+                wrapper,  # type: ignore[arg-type]
+                ids,
+                frontend="aten",
+                convention=self.convention,  # type: ignore[arg-type]
+                reuse=False,
+            )
         except FlopgraphError as e:
             text = str(e).replace(f"{_Decode.__name__}.forward", f"{type(self.model).__name__}")
             message = f"generation() with {c:,} tokens in the cache: " + text.replace(

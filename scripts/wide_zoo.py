@@ -38,6 +38,7 @@ import time
 import traceback
 import warnings
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -175,9 +176,9 @@ def _status(row: dict[str, Any], ref: int) -> str:
     return "exact"
 
 
-def _child(key: str, threads: int, conn: Any) -> None:
+def _child(key: str, threads: int, conn: Any, job: Callable[[str, int], dict[str, Any]]) -> None:
     try:
-        row = run_one(key, threads)
+        row = job(key, threads)
     except BaseException as e:  # anything left is the harness's own bug: say so
         row = {"key": key, "status": "crashed", "error": _first_line(e),
                "trace": traceback.format_exc()[-2000:]}  # fmt: skip
@@ -185,12 +186,14 @@ def _child(key: str, threads: int, conn: Any) -> None:
     conn.close()
 
 
-def run_isolated(key: str, threads: int, timeout: float) -> dict[str, Any]:
-    """``run_one`` in a forked child, killed after ``timeout`` seconds."""
+def run_isolated(
+    key: str, threads: int, timeout: float, job: Callable[[str, int], dict[str, Any]] = run_one
+) -> dict[str, Any]:
+    """``job`` (``run_one``) in a forked child, killed after ``timeout`` seconds."""
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
     start = time.perf_counter()
-    proc = ctx.Process(target=_child, args=(key, threads, send), daemon=True)
+    proc = ctx.Process(target=_child, args=(key, threads, send, job), daemon=True)
     proc.start()
     send.close()
     row = None

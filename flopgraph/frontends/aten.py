@@ -51,6 +51,7 @@ from .fx import _bind, _one_line, _where
 from .isolation import isolated
 from .model_hooks import library_of
 from .quantized import quantized_modules
+from .reuse import REUSE, Reuse
 
 _DATA_DEPENDENT = (DataDependentOutputException, DynamicOutputShapeException)
 _UNRECORDED = frozenset({"prim", "profiler"})  # device queries; the profiler's markers
@@ -532,6 +533,9 @@ def _record(
     # the short road through fake tensors assumes static shapes
     fast = None if twins.fake_mode is None or fake_mode is not None else fast_fake(twins.fake_mode)
     recorder = _Recorder(paths, fast, _ruled_modules(model, twins, registry))
+    if mode == "fake" and fake_mode is None and REUSE.get():
+        user = dict(model.named_modules())
+        Reuse(recorder, user).install({p: twins.module(m) for p, m in user.items()})
 
     def twin(v: Any) -> Any:
         return twins.tensor(v) if isinstance(v, torch.Tensor) else v

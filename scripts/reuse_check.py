@@ -1,0 +1,105 @@
+"""Prove block reuse exact on the wide zoo: every model analyzed on the aten frontend
+with and without replaying repeated blocks, records and report compared whole.
+
+    python scripts/reuse_check.py --json reuse.json            # every model of the zoo
+    python scripts/reuse_check.py --family transformers --only llama
+
+Per model (built as scripts/wide_zoo.py builds it, in a forked child with a timeout):
+``analyze(model, inputs, frontend="aten", reuse=False)`` and the same with
+``reuse=True``, then once more without (the first run warms the process up; the
+times kept are the last two); ``equal`` when the two reports' JSON are identical (every record:
+node, op, module, shapes, MACs, FLOPs, bytes; the module calls) and neither failed.
+Reuse applies only where the forward runs on fake tensors, so ``real`` rows (value-
+dependent forwards that ran for real) compare two plain runs. The seconds of both
+analyses are kept: the speed-up is the point of reuse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from wide_zoo import _first_line, _interleaved, _load, _preload, _save, run_isolated  # noqa: E402
+from wide_zoo_catalog import FAMILIES, build, entries  # noqa: E402
+
+
+def check_one(key: str, threads: int) -> dict[str, Any]:
+    import torch
+
+    import flopgraph
+
+    torch.set_num_threads(threads)
+    row: dict[str, Any] = {"key": key}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model, args, kwargs = build(key)
+    except Exception as e:
+        return {**row, "status": "setup", "error": _first_line(e)}
+    reports = {}
+    for reuse in (False, True, False):  # the first run warms up: the third is timed
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rep = flopgraph.analyze(model, args, kwargs=kwargs, frontend="aten", reuse=reuse)
+        except Exception as e:
+            row[f"reuse={reuse}"] = {"error": _first_line(e)}
+            continue
+        row[f"reuse={reuse}"] = {"seconds": round(time.perf_counter() - start, 3),
+                                 "flops": rep.flops, "records": len(rep.records)}  # fmt: skip
+        reports[reuse] = rep
+    if len(reports) < 2:
+        both_failed = not reports
+        return {**row, "status": "failed" if both_failed else "differs"}
+    row["real"] = reports[True].frontend.real_run
+    row["status"] = "equal" if reports[False].to_json() == reports[True].to_json() else "differs"
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--json", default="reuse-check.json", help="results file (resumed if present)")
+    p.add_argument("--family", action="append", choices=FAMILIES, help="only these families")
+    p.add_argument("--only", action="append", default=[], help="keys containing one of these")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=300)
+    a = p.parse_args(argv)
+    families = a.family or list(FAMILIES)
+    _preload(families)
+    keys = _interleaved([entries(f) for f in families])
+    if a.only:
+        keys = [k for k in keys if any(s.lower() in k.lower() for s in a.only)]
+    path = Path(a.json)
+    data = _load(path)
+    todo = [k for k in keys if k not in data["results"]]
+    print(f"{len(keys)} models, {len(todo)} to run", flush=True)
+
+    def one(key: str) -> dict[str, Any]:
+        return run_isolated(key, a.threads, a.timeout, check_one)
+
+    with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+        for i, row in enumerate(pool.map(one, todo), 1):
+            data["results"][row["key"]] = row
+            _save(path, data)
+            off, on = row.get("reuse=False", {}), row.get("reuse=True", {})
+            times = f"{off.get('seconds', '-')} s -> {on.get('seconds', '-')} s"
+            print(f"[{i}/{len(todo)}] {row['key']:<50} {row['status']:<8} {times} "
+                  f"{row.get('error', '')}", flush=True)  # fmt: skip
+    counts = Counter(r["status"] for k, r in data["results"].items() if k in keys)
+    print(json.dumps(dict(counts)))
+    return 1 if counts.get("differs") else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

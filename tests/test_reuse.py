@@ -1,0 +1,168 @@
+"""Block reuse (flopgraph/frontends/reuse.py): a repeated block's forward runs once per
+distinct call on fake tensors and the other calls replay its records. Each test
+checks that the block really ran fewer times (so reuse happened, or did not where it
+must not) and that the count is the hand-derived one, equal to a run without reuse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import torch
+from torch import nn
+
+import flopgraph
+from flopgraph import TensorSpec
+
+transformers = pytest.importorskip("transformers")
+from test_closed_form import _llama, llama_closed_form  # noqa: E402
+
+from flopgraph.generation import _cache_argument  # noqa: E402
+
+
+@contextmanager
+def forward_calls(cls: type[nn.Module]) -> Iterator[list[int]]:
+    """How many times ``cls.forward`` runs (shadows share their class's forward)."""
+    calls = [0]
+    original = cls.forward
+
+    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        return original(self, *args, **kwargs)
+
+    cls.forward = counted  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        cls.forward = original  # type: ignore[method-assign]
+
+
+def both(model: nn.Module, inputs: object, layer: type[nn.Module], kwargs=dict):  # type: ignore[no-untyped-def]
+    """(report with reuse, report without, calls of ``layer.forward`` in each);
+    ``kwargs()`` makes the keyword inputs of each analysis."""
+    with forward_calls(layer) as on:
+        fast = flopgraph.analyze(model, inputs, kwargs=kwargs(), frontend="aten")
+    with forward_calls(layer) as off:
+        slow = flopgraph.analyze(model, inputs, kwargs=kwargs(), frontend="aten", reuse=False)
+    return fast, slow, on[0], off[0]
+
+
+@pytest.mark.parametrize("use_cache", [False, True])
+def test_llama_layers_run_once_and_count_the_closed_form(use_cache: bool) -> None:
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    model, config = _llama(
+        hidden_size=64, intermediate_size=160, num_hidden_layers=5, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=500, use_cache=use_cache,
+    )  # fmt: skip
+    fast, slow, on, off = both(model, TensorSpec((2, 12), torch.int64), LlamaDecoderLayer)
+    assert (on, off) == (1, 5)  # with a cache too: it was empty when the layers began
+    want = llama_closed_form(config, 12, b=2)
+    assert (fast.macs, fast.flops) == (want.macs, want.flops)
+    assert fast.records == slow.records and fast.to_json() == slow.to_json()
+    # the replayed layers' records sit in their own modules
+    layer4 = fast.by_module()["model.layers.4"]
+    assert layer4 == fast.by_module()["model.layers.0"] and layer4.macs > 0
+
+
+def test_a_cache_holding_tokens_runs_every_layer() -> None:
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    model, config = _llama(
+        hidden_size=64, intermediate_size=160, num_hidden_layers=3, num_attention_heads=4,
+        vocab_size=500, use_cache=True,
+    )  # fmt: skip
+    real = model.to_empty(device="cpu")
+
+    def past() -> dict[str, object]:
+        cache = transformers.DynamicCache()
+        for i in range(3):  # 7 past tokens in every layer: each layer reads its own part
+            cache.update(torch.zeros(1, 4, 7, 16), torch.zeros(1, 4, 7, 16), i)
+        return {_cache_argument(real): cache}
+
+    fast, slow, on, off = both(real, torch.zeros(1, 1, dtype=torch.int64), LlamaDecoderLayer, past)
+    assert (on, off) == (3, 3)
+    assert fast.records == slow.records
+    # attention over 7 + 1 positions in each layer: 4 heads x 1 x 8 x (16 + 16) MACs
+    cores = [r for r in fast.records if r.op == "scaled_dot_product_attention"]
+    assert [r.macs for r in cores] == [4 * 1 * 8 * 32] * 3
+
+
+class Block(nn.Module):
+    """A linear, then ``extra`` more ReLUs: blocks differing only in ``extra`` have
+    the same parameters but not the same structure."""
+
+    def __init__(self, extra: int, layer_idx: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.act = nn.ReLU()
+        self.extra = extra
+        self.layer_idx = layer_idx  # a block's index: left out of its structure
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.fc(x))
+        for _ in range(self.extra):
+            x = torch.relu(x)
+        return x
+
+
+class Stack(nn.Module):
+    def __init__(self, extras: list[int]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(e, i) for i, e in enumerate(extras))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def test_blocks_differing_in_a_setting_are_not_replayed_for_each_other() -> None:
+    extras = [0, 2, 0, 2, 0]
+    fast, slow, on, off = both(Stack(extras).eval(), (3, 8), Block)
+    assert (on, off) == (2, 5)  # one run per distinct structure
+    # per block: the linear, 3 x 8 x 8 MACs and 3 x 8 bias adds; then 1 + extra ReLUs
+    # of 3 x 8 elements each
+    per_block = [(3 * 8 * 8, 2 * 3 * 8 * 8 + 3 * 8 + (1 + e) * 3 * 8) for e in extras]
+    assert (fast.macs, fast.flops) == tuple(map(sum, zip(*per_block, strict=True)))
+    assert fast.records == slow.records
+    for i, (macs, flops) in enumerate(per_block):
+        assert fast.by_module()[f"blocks.{i}"] == flopgraph.Cost(macs, flops)
+
+
+class Counter(nn.Module):
+    """Its forward changes its own setting: a second call of the same block is not
+    the first one's replay."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.act = nn.ReLU()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        x = self.act(self.fc(x))
+        return x * 2 if self.calls > 1 else x
+
+
+class Twice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([Counter(), Counter()])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks[1](self.blocks[0](self.blocks[0](x)))
+
+
+def test_a_block_whose_forward_changes_its_state_is_run_again() -> None:
+    model = Twice().eval()
+    fast, slow, on, off = both(model, (3, 8), Counter)
+    # blocks.0 twice (its second call multiplies by 2: 24 more FLOPs), blocks.1 once
+    # replaying blocks.0's first call
+    assert (on, off) == (2, 3)
+    linear_relu = 2 * 3 * 8 * 8 + 3 * 8 + 3 * 8
+    assert fast.flops == 3 * linear_relu + 3 * 8
+    assert fast.records == slow.records
+    assert [b.calls for b in model.blocks] == [0, 0]  # the user's blocks never ran
