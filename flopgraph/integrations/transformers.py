@@ -61,7 +61,7 @@ class _Counted:
     of every parameter that gets a gradient (taken as every trainable parameter)."""
 
 
-class FlopsCallback(TrainerCallback):  # type: ignore[misc]  # transformers is untyped here
+class FlopsCallback(TrainerCallback):
     """Logs ``step_flops`` (exact model FLOPs of the last optimizer step),
     ``flops_per_second`` and, given a peak, ``mfu`` over the steps since the last log;
     ``steps`` keeps every step's :class:`StepFlops`.
@@ -100,7 +100,9 @@ class FlopsCallback(TrainerCallback):  # type: ignore[misc]  # transformers is u
 
     # --- the Trainer's events ----------------------------------------------------------
 
-    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
+    def on_train_begin(
+        self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any
+    ) -> None:
         self._hook = model.register_forward_pre_hook(self._see, with_kwargs=True)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -108,7 +110,9 @@ class FlopsCallback(TrainerCallback):  # type: ignore[misc]  # transformers is u
             self._hook.remove()
             self._hook = None
 
-    def on_step_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
+    def on_step_begin(
+        self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any
+    ) -> None:
         _synchronize(model)
         self._seen = []
         self._started = time.perf_counter()
@@ -151,7 +155,7 @@ class FlopsCallback(TrainerCallback):  # type: ignore[misc]  # transformers is u
 
     # --- counting ----------------------------------------------------------------------
 
-    def _see(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]):
+    def _see(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """The forward pre-hook: notes a training forward's inputs (not evaluation's)."""
         if module.training and torch.is_grad_enabled():
             self._seen.append((args, dict(kwargs)))
