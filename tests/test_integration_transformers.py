@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import flopgraph
-from flopgraph.integrations import FlopsCallback
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
+from flopgraph.integrations import FlopsCallback  # noqa: E402 (imports transformers)
 
 PEAK = 1e12
 SEQ = 8
