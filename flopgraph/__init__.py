@@ -76,7 +76,15 @@ _WHERE: dict[str, str] = {
 imports its module."""
 
 
+_SUBMODULES = frozenset({"compat", "integrations"})
+"""Submodules reachable as attributes before they are imported (``flopgraph.compat.
+profile``); :mod:`flopgraph.integrations` imports lightning or transformers only when
+one of its names is used."""
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)  # sets the attribute too
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module 'flopgraph' has no attribute {name!r}")
@@ -86,7 +94,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+    return sorted({*globals(), *_WHERE, *_SUBMODULES})
 
 
 _SAME_NAME = frozenset({"analyze", "compare", "generation"})

@@ -101,6 +101,24 @@ def utilization(
     """MFU and HFU of ``report``'s step measured at ``seconds`` per step on ``devices``
     devices of one kind: ``accelerator`` from :data:`PEAK_FLOPS`, or ``peak`` FLOP/s
     of one device."""
+    return flops_utilization(
+        report.model_flops, report.hardware_flops, seconds, accelerator,
+        dtype=dtype, peak=peak, devices=devices,
+    )  # fmt: skip
+
+
+def flops_utilization(
+    model_flops: int,
+    hardware_flops: int,
+    seconds: float,
+    accelerator: str | None = None,
+    *,
+    dtype: str = "bfloat16",
+    peak: float | None = None,
+    devices: int = 1,
+) -> Utilization:
+    """:func:`utilization` of FLOPs counted elsewhere (several analyses summed: the
+    micro-batches of one optimizer step)."""
     if seconds <= 0 or devices < 1:
         raise InputError(f"seconds must be > 0 and devices >= 1, got {seconds}, {devices}")
     if peak is None:
@@ -108,5 +126,5 @@ def utilization(
             raise InputError("pass accelerator= (see flopgraph.mfu.PEAK_FLOPS) or peak=")
         peak = peak_flops(accelerator, dtype)
     total = float(peak) * devices
-    model, hardware = report.model_flops / seconds, report.hardware_flops / seconds
+    model, hardware = model_flops / seconds, hardware_flops / seconds
     return Utilization(seconds, total, model, hardware, model / total, hardware / total)

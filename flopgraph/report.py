@@ -237,6 +237,19 @@ class Report:
 
         return render_report(self)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the HTML report (treemap, module tree, operators) in
+        an iframe, so its styles and script stay out of the notebook's."""
+        from .render.notebook import render_notebook
+
+        return render_notebook(self)
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter's display where HTML is not shown (a notebook converted to Markdown)."""
+        from .render.markdown import render_markdown
+
+        return render_markdown(self)
+
 
 def _shown(v: Any) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
