@@ -38,7 +38,7 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def format(n: Any, unit: str = "", digits: int = 2) -> str:  # noqa: A001 (the public name)
+def format(n: Any, unit: str = "", digits: int = 2) -> str:
     """``n`` (a count) as people read it, the way flopgraph's tables show it.
 
     ``unit`` is ``[prefix][base]``: prefix one of ``K M G T P`` (10**3 .. 10**15), base
@@ -51,7 +51,7 @@ def format(n: Any, unit: str = "", digits: int = 2) -> str:  # noqa: A001 (the p
       ``format(25_557_032, 'params')`` ``'25.56 M params'``;
     - a prefix: that scale whatever the number, as thop's ``clever_format`` and
       ptflops print a column of models: ``format(4_089_184_256, 'GMac')`` is
-      ``'4.09 GMac'``, ``format(4_089_184_256, 'MFLOPs')`` ``'4,089.18 MFLOPs'``,
+      ``'4.09 GMac'``, ``format(4_089_184_256, 'MFLOPs')`` ``'4089.18 MFLOPs'``,
       ``format(n, 'G')`` ``'4.09 G'``.
 
     ``digits`` decimals after a prefix. A symbolic count (a formula of named sizes)
@@ -62,7 +62,7 @@ def format(n: Any, unit: str = "", digits: int = 2) -> str:  # noqa: A001 (the p
 
         return _join(formula_text(n), "", base)  # a formula is not scaled
     if prefix:
-        return _join(f"{n / _SCALE[prefix]:,.{digits}f}", prefix, base)
+        return _join(f"{n / _SCALE[prefix]:.{digits}f}", prefix, base)
     number, _, auto = human(n, digits).partition(" ")
     return _join(number, auto, base)
 

@@ -220,7 +220,7 @@ def test_csv_module_rows_are_every_module_with_exact_numbers():
 def test_json_export_is_the_report_schema():
     r = showcase_report()
     data = json.loads(render_text(r, "json"))
-    assert data["schema_version"] == 2 and data["totals"] == {"macs": 384, "flops": 918}
+    assert data["schema_version"] == 3 and data["totals"] == {"macs": 384, "flops": 918}
     assert flopgraph.Report.from_json(json.dumps(data)) == r
 
 
