@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from rich import box
 from rich.cells import cell_len
@@ -45,13 +46,13 @@ class FitColumn:
     """The name column: an overlong name is cut with an ellipsis rather than leave
     out other columns."""
 
-    @property
+    @cached_property
     def natural(self) -> int:
         """Columns to show every cell on its own lines, uncut."""
         lines = (line for cell in self.cells for line in cell.splitlines())
         return max([cell_len(self.header), *map(cell_len, lines)])
 
-    @property
+    @cached_property
     def narrowest(self) -> int:
         """Columns below which a cell would be cut: its longest shape, for a list of them."""
         if not self.wraps:
