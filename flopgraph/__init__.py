@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the names below, imported on first use (PEP 562): see __get
     from .records import Cost, OpRecord, Routing, SkippedOp, Status, TensorMeta
     from .report import FrontendInfo, ModuleInfo, Report
     from .step import StepInfo, StepMemory
+    from .units import format
 
 _WHERE: dict[str, str] = {
     "Comparison": ".compare",
@@ -66,6 +67,7 @@ _WHERE: dict[str, str] = {
     "Utilization": ".mfu",
     "analyze": ".analyze",
     "compare": ".compare",
+    "format": ".units",
     "generation": ".generation",
     "part_of_model": ".frontends.model_hooks",
     "register": ".analyze",
@@ -150,6 +152,7 @@ __all__ = [
     "__version__",
     "analyze",
     "compare",
+    "format",
     "generation",
     "part_of_model",
     "register",

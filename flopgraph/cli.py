@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--units", default="auto", choices=("auto", "raw"), help="auto: 4.09 G; raw: exact integers"
     )
     p.add_argument(
+        "--summary",
+        action="store_true",
+        help="print one line instead of the report: model, input, MACs, FLOPs, params, skipped ops",
+    )
+    p.add_argument(
         "--fail-on-skipped",
         action="store_true",
         help="exit 3 when an op had no handler (for CI), after writing the report",
@@ -253,6 +258,11 @@ def _run(ns: argparse.Namespace) -> None:
     if ns.output:
         _check_not_an_input(ns)
     fmt = _format(ns)
+    if ns.summary and (ns.output or ns.format or ns.compare or ns.generate):
+        raise UsageError(
+            "--summary prints one line to stdout: it does not combine with -o, --format, "
+            "--compare or --generate"
+        )
     if fmt == "tree" and ns.by != "module":
         raise UsageError(f"--format tree shows modules; use --format table with --by {ns.by}")
     inputs = parse_inputs(ns.input)
@@ -280,7 +290,9 @@ def _run(ns: argparse.Namespace) -> None:
             frontend=ns.frontend, progress=progress, attention=ns.attention, **step,
         )  # fmt: skip
     view = View(by=ns.by, depth=ns.depth, top=ns.top, units=ns.units)
-    if ns.output or fmt not in ("table", "tree"):
+    if ns.summary:
+        _write(report.summary() + "\n", ns)
+    elif ns.output or fmt not in ("table", "tree"):
         _write(render_text(report, fmt, view, _FILE_WIDTH), ns)
     else:
         _console().print(terminal_view(report, fmt, view))
@@ -446,7 +458,7 @@ def _plain(renderable: Any) -> str:
 def _print_warnings(caught: list[warnings.WarningMessage], ns: argparse.Namespace) -> None:
     """Each warning once, as one line; skipped ops only where the report shows no panel."""
     try:
-        shown_in_report = _format(ns) not in ("json", "csv")
+        shown_in_report = _format(ns) not in ("json", "csv") and not ns.summary
     except UsageError:  # the run already ended on it: no report was shown
         shown_in_report = False
     seen: set[str] = set()

@@ -12,10 +12,12 @@ from .records import PHASES, Cost, OpRecord, SkippedOp, Status, TensorMeta, json
 from .step import StepInfo
 from .symbolic import rank
 
-SCHEMA_VERSION = 2
-"""2: records carry their ``phase`` and a training analysis its ``step``; a version 1
-document (forward only) still reads."""
-_READS = (1, 2)
+SCHEMA_VERSION = 3
+"""3: each module carries its cumulative ``macs``, ``flops``, ``bytes_read`` and
+``bytes_written``; 2: records carry their ``phase`` and a training analysis its
+``step``. Version 1 and 2 documents still read (module costs are derived from the
+records, never read)."""
+_READS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,11 @@ class ModuleInfo:
     """Parameters in this module and below, each tensor once."""
     calls: int
     """Times its forward ran in the traced graph (0: never called)."""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModuleInfo:
+        """From a JSON module entry; its costs (version 3) are the records' and not kept."""
+        return cls(d["path"], d["type"], d["params"], d["calls"])
 
 
 @dataclass(frozen=True)
@@ -178,7 +185,7 @@ class Report:
             **envelope(SCHEMA_VERSION, self.model, self.convention, self.frontend, self.inputs),
             "totals": {"macs": jsonable(self.macs), "flops": jsonable(self.flops)},
             "params": self.params.to_dict(),
-            "modules": [dict(vars(m)) for m in self.modules],
+            "modules": self._modules_dicts(),
             "records": [r.to_dict() for r in self.records],
             "phases": {
                 p: {"macs": jsonable(c.macs), "flops": jsonable(c.flops)}
@@ -209,13 +216,31 @@ class Report:
             inputs=tuple(TensorMeta.from_dict(m) for m in d["inputs"]),
             records=tuple(OpRecord.from_dict(r) for r in d["records"]),
             params=ParamStats.from_dict(d["params"]),
-            modules=tuple(ModuleInfo(**m) for m in d["modules"]),
+            modules=tuple(ModuleInfo.from_dict(m) for m in d["modules"]),
             step=StepInfo.from_dict(d["step"]) if d.get("step") else None,
             attention=d.get("attention", "full"),
             mode=d.get("mode", "eval"),
             symbols=tuple(d.get("symbols", ())),
             assumptions=tuple(d.get("assumptions", ())),
         )
+
+    def _modules_dicts(self) -> list[dict[str, Any]]:
+        """Each module and its cumulative cost (``by_module``) and bytes moved by its
+        ops (every op in it or below: inputs read, outputs written)."""
+        costs = self.by_module()
+        moved: dict[str, tuple[int, int]] = {}
+        for r in self.records:
+            for path in _ancestors(r.module):
+                read, written = moved.get(path, (0, 0))
+                moved[path] = (read + r.bytes_read, written + r.bytes_written)
+        out = []
+        for m in self.modules:
+            cost, (read, written) = costs.get(m.path, Cost()), moved.get(m.path, (0, 0))
+            out.append(
+                {**vars(m), "macs": jsonable(cost.macs), "flops": jsonable(cost.flops),
+                 "bytes_read": jsonable(read), "bytes_written": jsonable(written)}
+            )  # fmt: skip
+        return out
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -231,6 +256,13 @@ class Report:
             f"skipped={sum(s.count for s in self.skipped.values())} "
             f"convention={self.convention!r} frontend={self.frontend.name!r})"
         )
+
+    def summary(self) -> str:
+        """One line for a log or a shell: ``ResNet on 1×3×224×224: 4.09 GMACs,
+        8.24 GFLOPs, 25.56 M params, 0 skipped`` (what ``flopgraph --summary`` prints)."""
+        from .render.summary import summary_line
+
+        return summary_line(self)
 
     def __rich__(self) -> Any:
         from .render.terminal import render_report

@@ -131,7 +131,7 @@ def test_json_round_trip():
     report = flopgraph.analyze(BasicBlock(8).train(), (1, 8, 6, 6))
     text = report.to_json()
     data = json.loads(text)
-    assert data["schema_version"] == 2
+    assert data["schema_version"] == 3
     assert data["totals"] == {"macs": report.macs, "flops": report.flops}
     again = flopgraph.Report.from_json(text)
     assert again == report

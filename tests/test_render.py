@@ -97,8 +97,9 @@ def test_showcase_table_golden():
 def test_lenet_table_golden():
     text = rendered(render_report(flopgraph.analyze(LeNet(), (1, 1, 28, 28))))
     assert_golden("lenet_table.txt", text)
-    # conv1: 6 * 28 * 28 * 1 * 3 * 3 = 42,336 MACs, 2 * 42,336 + 4,704 bias = 89,376 FLOPs
-    assert re.search(r"├─ conv1\s+Conv2d\s+60\s+0\.1%\s+42\.34 K\s+89\.38 K", text)
+    # conv1: 6 * 28 * 28 * 1 * 3 * 3 = 42,336 MACs (12.4% of 341,256), 2 * 42,336 + 4,704
+    # bias = 89,376 FLOPs
+    assert re.search(r"├─ conv1\s+Conv2d\s+60\s+0\.1%\s+42\.34 K\s+12\.4%\s+89\.38 K", text)
     # totals: 341,256 MACs = 42,336 + 240,000 (conv2: 16*10*10*6*25) + 48,000 + 10,080 + 840
     assert "341.26 K (341,256)" in text
 
@@ -219,7 +220,7 @@ def test_csv_module_rows_are_every_module_with_exact_numbers():
 def test_json_export_is_the_report_schema():
     r = showcase_report()
     data = json.loads(render_text(r, "json"))
-    assert data["schema_version"] == 2 and data["totals"] == {"macs": 384, "flops": 918}
+    assert data["schema_version"] == 3 and data["totals"] == {"macs": 384, "flops": 918}
     assert flopgraph.Report.from_json(json.dumps(data)) == r
 
 

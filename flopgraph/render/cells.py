@@ -8,16 +8,18 @@ from typing import Literal
 
 from ..records import TensorMeta
 from ..symbolic import formula_text
-from ..units import human, human_bytes
+from ..units import format as human_format
+from ..units import human_bytes
 
 Units = Literal["auto", "raw"]
 """``auto``: decimal prefixes (``4.09 G``); ``raw``: exact integers (``4,089,184,256``)."""
 
 
 def number(n: int, units: Units = "auto") -> str:
-    if not isinstance(n, int):  # a formula of symbolic sizes
-        return formula_text(n, short=units == "auto")
-    return human(n) if units == "auto" else f"{n:,}"
+    """``4.09 G`` (:func:`flopgraph.format`) or ``4,089,184,256``."""
+    if units == "auto":
+        return human_format(n)
+    return f"{n:,}" if isinstance(n, int) else formula_text(n, short=False)
 
 
 def exact(n: int) -> str:
@@ -27,8 +29,7 @@ def exact(n: int) -> str:
 
 def with_unit(n: int, unit: str, units: Units = "auto") -> str:
     """``1.23 GFLOPs``, ``512 FLOPs``, ``4,089,184,256 MACs``."""
-    text = number(n, units)
-    return text + unit if text[-1].isalpha() else f"{text} {unit}"
+    return human_format(n, unit) if units == "auto" else f"{number(n, units)} {unit}"
 
 
 def nbytes(n: int, units: Units = "auto") -> str:

@@ -12,13 +12,23 @@ from .cells import intensity as cell_intensity
 from .ops import MORE, OperatorRow, OpRows, intensity
 from .tree import ModuleNode, RowKind
 
-MODULE_COLUMNS = ("module", "type", "params", "% params", "MACs", "FLOPs", "% FLOPs", "output")
-OPERATOR_COLUMNS = ("op", "calls", "status", "MACs", "FLOPs", "% FLOPs")
+MODULE_COLUMNS = (
+    "module", "type", "params", "% params", "MACs", "% MACs", "FLOPs", "% FLOPs", "output",
+)  # fmt: skip
+OPERATOR_COLUMNS = ("op", "calls", "status", "MACs", "% MACs", "FLOPs", "% FLOPs")
 OP_COLUMNS = (
     "#", "op", "module", "inputs", "outputs", "MACs", "FLOPs", "read", "written", "FLOP/B",
 )  # fmt: skip
 LEFT = frozenset({"module", "type", "output", "op", "inputs", "outputs", "status", "where"})
 """Text columns (left-aligned); the others hold numbers."""
+SHAPES = frozenset({"output", "inputs", "outputs"})
+"""Columns of tensor shapes: a narrow terminal wraps them between shapes."""
+
+MODULE_DROP = ("% params", "% MACs", "output", "params", "type", "MACs", "% FLOPs")
+OPERATOR_DROP = ("% MACs", "status", "calls", "MACs", "% FLOPs")
+OP_DROP = ("FLOP/B", "read", "written", "inputs", "outputs", "MACs", "module", "#")
+"""The order a table too wide for its terminal leaves columns out in, least useful
+first; the name column (``module``, ``op``) and FLOPs are always shown."""
 
 
 def type_text(node: ModuleNode) -> str:
@@ -67,7 +77,15 @@ def module_columns(phases: PhaseCosts | None) -> tuple[str, ...]:
     if phases is None:
         return MODULE_COLUMNS
     # a step's view trades % params and output shapes (the forward's) for its phases
-    return ("module", "type", "params", "MACs", "FLOPs", "% FLOPs", *phases.columns())
+    return ("module", "type", "params", "MACs", "% MACs", "FLOPs", "% FLOPs", *phases.columns())
+
+
+def module_drop(phases: PhaseCosts | None) -> tuple[str, ...]:
+    """MODULE_DROP; a step's phase columns go after type, the last phase first."""
+    if phases is None:
+        return MODULE_DROP
+    cut = MODULE_DROP.index("type") + 1
+    return (*MODULE_DROP[:cut], *reversed(phases.columns()), *MODULE_DROP[cut:])
 
 
 def module_cells(
@@ -76,8 +94,8 @@ def module_cells(
     """The cells of ``module_columns(phases)``; a ``(self)`` row shows params only when
     it has some."""
     params = "" if node.kind is RowKind.SELF and not node.params else f"{node.params:,}"
-    cost = [number(node.cost.macs, units), number(node.cost.flops, units),
-            percent(node.cost.flops, report.flops)]  # fmt: skip
+    cost = [number(node.cost.macs, units), percent(node.cost.macs, report.macs),
+            number(node.cost.flops, units), percent(node.cost.flops, report.flops)]  # fmt: skip
     if phases is not None:
         return [name, type_text(node), params, *cost, *phases.cells(node, units)]
     share = percent(node.params, report.params.total) if params else ""
@@ -87,7 +105,7 @@ def module_cells(
 def operator_cells(report: Report, r: OperatorRow, units: Units) -> list[str]:
     return [
         r.op, f"{r.calls:,}", "" if r.status == MORE else r.status, number(r.macs, units),
-        number(r.flops, units), percent(r.flops, report.flops),
+        percent(r.macs, report.macs), number(r.flops, units), percent(r.flops, report.flops),
     ]  # fmt: skip
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..records import Status
 from ..report import FrontendInfo, Report
+from ..units import format as human_format
 from .cells import Units, nbytes, number, percent, shapes
 from .ops import activation_bytes
 
@@ -14,6 +15,19 @@ def _exact(n: int, units: Units) -> str:
     if not isinstance(n, int):  # a formula: exact already
         return short
     return short if units == "raw" or n < 1000 else f"{short} ({n:,})"
+
+
+def summary_line(report: Report) -> str:
+    """``ResNet on 1×3×224×224: 4.09 GMACs, 8.24 GFLOPs, 25.56 M params, 0 skipped``:
+    the totals in one line (``skipped``: ops with no handler, counted as 0)."""
+    inputs = shapes(report.inputs) or "no tensor input"
+    what = " (training step)" if report.step is not None else ""
+    skipped = sum(s.count for s in report.skipped.values())
+    return (
+        f"{report.model} on {inputs}{what}: {human_format(report.macs, 'MACs')}, "
+        f"{human_format(report.flops, 'FLOPs')}, {human_format(report.params.total, 'params')}, "
+        f"{skipped:,} skipped"
+    )
 
 
 def totals_items(report: Report, units: Units = "auto") -> list[tuple[str, str]]:

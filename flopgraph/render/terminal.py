@@ -5,9 +5,9 @@ prints them decides colour (none when it is not a terminal or NO_COLOR is set).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
-from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -19,24 +19,25 @@ from .cells import Units, percent, shapes, with_unit
 from .columns import (
     LEFT,
     OP_COLUMNS,
+    OP_DROP,
     OPERATOR_COLUMNS,
+    OPERATOR_DROP,
+    SHAPES,
     PhaseCosts,
     module_cells,
     module_columns,
+    module_drop,
     op_table_rows,
     operator_cells,
     type_text,
 )
+from .fit import FitColumn, FitTable
 from .ops import op_rows, operator_rows
 from .summary import skipped_items, totals_items
 from .tree import ModuleNode, RowKind, display_tree, guides
 
 By = Literal["module", "operator", "op"]
 Style = Literal["table", "tree"]
-
-_WRAP = {"output", "inputs", "outputs", "op module"}
-"""Columns that may wrap (between shapes) in a narrow terminal; a shape or name too
-long is cut with an ellipsis, never folded; numbers are never cut."""
 
 
 def render_report(
@@ -78,30 +79,41 @@ def totals_panel(report: Report, units: Units = "auto") -> Panel:
     return Panel(grid, title="flopgraph", title_align="left", expand=False)
 
 
-def _table(title: str, columns: tuple[str, ...], kind: str = "") -> Table:
-    table = Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-        show_edge=False, collapse_padding=True,
-    )  # fmt: skip
-    for col in columns:
-        wraps = col in _WRAP or f"{kind} {col}" in _WRAP
-        table.add_column(
-            col, justify="left" if col in LEFT else "right", no_wrap=not wraps,
-            overflow="ellipsis", min_width=None if wraps else len(col),
-        )  # fmt: skip
-    return table
+def _table(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    styles: Sequence[str],
+    drop: Sequence[str],
+) -> FitTable:
+    """A table laid out for the console's width when printed (:mod:`.fit`): columns
+    left out in ``drop`` order, shapes wrapped, only the name (the first column) cut."""
+    return FitTable(
+        title,
+        tuple(
+            FitColumn(
+                col,
+                tuple(row[i] for row in rows),
+                right=col not in LEFT,
+                drop=drop.index(col) if col in drop else None,
+                wraps=col in SHAPES,
+                cut=i == 0,
+            )  # fmt: skip
+            for i, col in enumerate(columns)
+        ),
+        tuple(styles),
+    )
 
 
 def module_table(
     report: Report, depth: int | None = 2, top: int | None = None, units: Units = "auto"
-) -> Table:
+) -> FitTable:
     tree = display_tree(report, depth, top)
     phases = PhaseCosts.of(report)
-    table = _table("modules", module_columns(phases))
-    for prefix, node in guides(tree):
-        cells = module_cells(report, prefix + node.name, node, units, phases)
-        table.add_row(*cells, style=_style(node))
-    return table
+    shown = list(guides(tree))
+    rows = [module_cells(report, prefix + node.name, node, units, phases) for prefix, node in shown]
+    styles = [_style(node) for _, node in shown]
+    return _table("modules", module_columns(phases), rows, styles, module_drop(phases))
 
 
 def _style(node: ModuleNode) -> str:
@@ -139,19 +151,19 @@ def module_tree(
     return tree
 
 
-def op_table(report: Report, top: int | None = None, units: Units = "auto") -> Table:
-    table = _table("ops" if top is None else f"top {top} ops by FLOPs", OP_COLUMNS, "op")
-    for cells, status in op_table_rows(op_rows(report, top), units, join="\n"):
-        table.add_row(*cells, style="dim" if status != "counted" else "")
-    return table
+def op_table(report: Report, top: int | None = None, units: Units = "auto") -> FitTable:
+    shown = op_table_rows(op_rows(report, top), units, join="\n")
+    rows = [cells for cells, _ in shown]
+    styles = ["dim" if status != "counted" else "" for _, status in shown]
+    title = "ops" if top is None else f"top {top} ops by FLOPs"
+    return _table(title, OP_COLUMNS, rows, styles, OP_DROP)
 
 
-def operator_table(report: Report, top: int | None = None, units: Units = "auto") -> Table:
-    table = _table("operators", OPERATOR_COLUMNS)
-    for r in operator_rows(report, top):
-        cells = operator_cells(report, r, units)
-        table.add_row(*cells, style="dim" if r.status != "counted" else "")
-    return table
+def operator_table(report: Report, top: int | None = None, units: Units = "auto") -> FitTable:
+    shown = operator_rows(report, top)
+    rows = [operator_cells(report, r, units) for r in shown]
+    styles = ["dim" if r.status != "counted" else "" for r in shown]
+    return _table("operators", OPERATOR_COLUMNS, rows, styles, OPERATOR_DROP)
 
 
 def skipped_panel(report: Report) -> Panel:
