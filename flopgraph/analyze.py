@@ -18,10 +18,10 @@ from .frontends.reuse import replaying
 from .frontends.training import OptimizerSpec
 from .handlers import DEFAULT, install_extensions
 from .inputs import TensorSpec, normalize_inputs
-from .moe import ExpertGroup, find_experts, routing_by_module, routing_of
+from .moe import ExpertGroup, find_experts, routing_of
 from .options import ATTENTIONS, Attention, counting
 from .params import ParamStats, module_param_counts
-from .pipeline import Frontend, run, run_step, run_symbolic
+from .pipeline import Counted, Frontend, run, run_step, run_symbolic
 from .presets import FVCORE, TORCH
 from .progress import ProgressFn, no_progress
 from .records import OpRecord, TensorMeta
@@ -107,19 +107,10 @@ def analyze(
             counted = run_step(model, args, kw, registry, frontend, loss, optimizer)
         else:
             counted = run(model, args, kw, registry, frontend, progress)
-    experts = find_experts(model)
-    report = Report(
-        model=type(model).__name__,
-        convention=convention,
-        frontend=counted.frontend,
-        inputs=tuple(_input_metas(args, kw)),
-        records=_mark_routed(counted.records, experts),
-        params=ParamStats.of(model, experts),
-        modules=_modules(model, counted.module_calls),
+    report = _report(
+        model, convention, counted, tuple(_input_metas(args, kw)), attention,
         step=None if counted.step is None else replace(counted.step, attention=attention),
-        attention=attention,
-        mode="train" if model.training else "eval",
-    )
+    )  # fmt: skip
     _warn_skipped(report)
     if not training:
         _warn_training_mode(model)
@@ -149,20 +140,12 @@ def _symbolic(
     kw = {k: made(v) for k, v in kw.items()}
     with isolated(), _gc_paused(), counting(attention):
         counted = run_symbolic(model, args, kw, registry, frontend, sizes.mode)
-    experts = find_experts(model)
-    report = Report(
-        model=type(model).__name__,
-        convention=convention,
-        frontend=counted.frontend,
-        inputs=tuple(sizes.meta(m) for m in _input_metas(args, kw)),
-        records=_mark_routed(tuple(sizes.record(r) for r in counted.records), experts),
-        params=ParamStats.of(model, experts),
-        modules=_modules(model, counted.module_calls),
-        attention=attention,
-        mode="train" if model.training else "eval",
-        symbols=tuple(str(s) for s in sizes.names.values()),
+    counted = replace(counted, records=tuple(sizes.record(r) for r in counted.records))
+    report = _report(
+        model, convention, counted, tuple(sizes.meta(m) for m in _input_metas(args, kw)),
+        attention, symbols=tuple(str(s) for s in sizes.names.values()),
         assumptions=sizes.assumptions() + _position_limits(model, specs),
-    )
+    )  # fmt: skip
     _warn_skipped(report)
     _warn_training_mode(model)
     return report
@@ -274,13 +257,37 @@ def register(*targets: Target, name: str | None = None) -> Callable[[Any], Any]:
     return deco
 
 
+def _report(
+    model: torch.nn.Module,
+    convention: str,
+    counted: Counted,
+    inputs: tuple[TensorMeta, ...],
+    attention: Attention,
+    **extra: Any,
+) -> Report:
+    """The Report of a count: what every analysis reports, and ``extra`` fields."""
+    experts = find_experts(model)
+    return Report(
+        model=type(model).__name__,
+        convention=convention,
+        frontend=counted.frontend,
+        inputs=inputs,
+        records=_mark_routed(counted.records, experts),
+        params=ParamStats.of(model, experts),
+        modules=_modules(model, counted.module_calls),
+        attention=attention,
+        mode="train" if model.training else "eval",
+        **extra,
+    )
+
+
 def _mark_routed(
     records: tuple[OpRecord, ...], experts: tuple[ExpertGroup, ...]
 ) -> tuple[OpRecord, ...]:
     """Records of ops inside routed-expert containers, marked with their routing."""
     if not experts:
         return records
-    table = routing_by_module(experts)
+    table = {g.path: g.routing for g in experts}
     out = []
     for r in records:
         routing = routing_of(r.module, table)

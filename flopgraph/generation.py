@@ -233,7 +233,7 @@ class _Steps:
 
     def __init__(self, model: torch.nn.Module, key: str, batch: int, convention: str) -> None:
         self.model, self.key, self.batch, self.convention = model, key, batch, convention
-        self.experts = find_experts(model)
+        self.params = ParamStats.of(model, find_experts(model))  # the same at every c
         self.at = lru_cache(maxsize=None)(self._at)
 
     def _at(self, c: int) -> tuple[Report, Report, int]:
@@ -282,7 +282,7 @@ class _Steps:
             frontend=FrontendInfo("aten", "prefill and decode on the model's own cache"),
             inputs=(TensorMeta(tuple(int(s) for s in spec.shape), "int64"),),
             records=mine,
-            params=ParamStats.of(self.model, self.experts),
+            params=self.params,
             modules=modules,
         )
 

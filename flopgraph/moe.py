@@ -67,10 +67,6 @@ def find_experts(model: torch.nn.Module) -> tuple[ExpertGroup, ...]:
     return tuple(groups)
 
 
-def routing_by_module(groups: Iterable[ExpertGroup]) -> dict[str, Routing]:
-    return {g.path: g.routing for g in groups}
-
-
 def routing_of(path: str, table: dict[str, Routing]) -> Routing | None:
     """The routing of the container ``path`` is in (itself or an ancestor), or None."""
     while path:
