@@ -9,7 +9,9 @@ hold those twins, so the user's module objects are never called or changed.
 
 from __future__ import annotations
 
+import copy
 import functools
+import types
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
@@ -47,6 +49,17 @@ _HOOK_DICTS = (
     "_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_backward_hooks",
     "_backward_pre_hooks",
 )  # fmt: skip
+
+
+def _holds_state(v: Any) -> bool:
+    """A plain object whose attributes may hold tensors (not a module, class,
+    function or torch object, which inputs pass through as they are)."""
+    return (
+        hasattr(v, "__dict__")
+        and not isinstance(v, (torch.nn.Module, type, types.ModuleType, types.FunctionType,
+                               types.MethodType, torch.dtype, torch.device))
+        and type(v).__module__.split(".")[0] not in ("torch", "builtins")
+    )  # fmt: skip
 
 
 class _Twins:
@@ -95,6 +108,34 @@ class _Twins:
                 twin = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
             self._tensors[id(t)] = twin
         return twin
+
+    def value(self, v: Any, memo: dict[int, Any] | None = None) -> Any:
+        """An input with every tensor in it replaced by its twin: containers rebuilt,
+        and an object holding tensors (a key/value cache) copied with its attributes
+        twinned, so that a forward writing into it (``cache.update``) writes into the
+        copy, never into the user's object. Anything holding no tensor is itself."""
+        memo = {} if memo is None else memo
+        if isinstance(v, torch.Tensor):
+            return self.tensor(v)
+        if id(v) in memo:
+            return memo[id(v)]
+        memo[id(v)] = v  # a cycle back to ``v`` while copying it keeps the original
+        out: Any = v
+        if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):
+            items = [self.value(x, memo) for x in v]
+            if any(a is not b for a, b in zip(items, v, strict=True)):
+                out = type(v)(items)
+        elif isinstance(v, dict) and type(v) is dict:
+            values = {k: self.value(x, memo) for k, x in v.items()}
+            if any(values[k] is not v[k] for k in v):
+                out = values
+        elif _holds_state(v):
+            attrs = {k: self.value(x, memo) for k, x in vars(v).items()}
+            if any(attrs[k] is not x for k, x in vars(v).items()):
+                out = copy.copy(v)
+                vars(out).update(attrs)
+        memo[id(v)] = out
+        return out
 
     def module(self, m: torch.nn.Module) -> torch.nn.Module:
         """A shallow copy of ``m`` whose tensors are twins and whose hooks are the

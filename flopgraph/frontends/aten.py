@@ -40,7 +40,7 @@ from torch.nn.modules.module import (
 )
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves, tree_map
+from torch.utils._pytree import tree_leaves
 
 from ..errors import BOUNDARIES, TraceError
 from ..records import TensorMeta
@@ -537,10 +537,7 @@ def _record(
         user = dict(model.named_modules())
         Reuse(recorder, user).install({p: twins.module(m) for p, m in user.items()})
 
-    def twin(v: Any) -> Any:
-        return twins.tensor(v) if isinstance(v, torch.Tensor) else v
-
-    t_args, t_kwargs = tree_map(twin, args), tree_map(twin, dict(kwargs))
+    t_args, t_kwargs = twins.value(tuple(args)), twins.value(dict(kwargs))
     try:
         with twins.active(), _recording(recorder):
             shadow(*t_args, **t_kwargs)
