@@ -524,7 +524,12 @@ def _wait_for(ready, proc: subprocess.Popen[str], seconds: float = 120) -> None:
     import time
 
     deadline = time.monotonic() + seconds
-    while not ready():
+    while True:
+        try:
+            if ready():
+                return
+        except OSError:  # the child's /proc entry went away: it ended, as poll says
+            pass
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         assert time.monotonic() < deadline, "the child never got there"
         time.sleep(0.005)
@@ -537,7 +542,7 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path) -> None:  # type: ignore[no-u
     # during the import of torch: sent as soon as libtorch is mapped into the child
     proc = _interruptible("lenet")
     maps = Path(f"/proc/{proc.pid}/maps")
-    _wait_for(lambda: "libtorch" in maps.read_text(), proc)
+    _wait_for(lambda: maps.exists() and "libtorch" in maps.read_text(), proc)
     proc.send_signal(signal.SIGINT)
     assert proc.communicate(timeout=120)[1] == "flopgraph: interrupted\n"
     assert proc.returncode == 130

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from flopgraph.cli import main
+from flopgraph.handlers import DEFAULT
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -132,6 +133,8 @@ def test_examples_run_as_documented(doc, tmp_path, monkeypatch, capsys):
         if name in doc.read_text() and importlib.util.find_spec(name) is None:
             pytest.skip(f"{doc.name} uses {name}, which is not installed")
     monkeypatch.chdir(tmp_path)
+    # a block may register a rule (@flopgraph.register): it lasts for this document only
+    monkeypatch.setattr(DEFAULT, "_rules", dict(DEFAULT._rules))
     namespace: dict = {"__name__": "__docs__"}
     for block in found:
         if block.not_run is not None:
