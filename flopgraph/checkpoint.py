@@ -28,6 +28,8 @@ SAVED_SUFFIXES = (".pt", ".pth", ".pt2", ".bin", ".ckpt", ".tar", ".pkl", ".pick
 """Suffixes of files ``torch.save`` (or pickle) writes: such a MODEL is a saved file."""
 _NESTED = ("state_dict", "model_state_dict", "model", "module", "net")
 """Keys under which training scripts store the state_dict inside a checkpoint dict."""
+_TORCH_ADVICE = ("Weights only load failed", "Check the documentation")
+"""How paragraphs of torch's refusal that are advice, not the reason, begin."""
 _SAVE_HINT = (
     "flopgraph reads files only with torch.load(weights_only=True) and never runs code "
     "from them: save the weights with torch.save(model.state_dict(), FILE) and pass "
@@ -92,7 +94,31 @@ def apply_checkpoint(model: torch.nn.Module, path: str, device: str | None = Non
     problems = _mismatches(expected, weights)
     if problems:
         raise UsageError(f"checkpoint {path!r} does not fit the model: {'; '.join(problems)}")
-    model.load_state_dict(weights, strict=True)
+    _check_values(weights, model, path)
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as e:  # torch's message is a list of lines: its first cause
+        causes = [line.strip() for line in str(e).splitlines()[1:] if line.strip()]
+        raise UsageError(
+            f"checkpoint {path!r} does not load into the model: {causes[0] if causes else e}"
+        ) from e
+
+
+def _check_values(weights: Mapping[str, torch.Tensor], model: torch.nn.Module, path: str) -> None:
+    """Tensors a model cannot take as its weights: sparse ones (a state_dict holds dense
+    tensors) and, for a model with real weights, meta ones (saved with no data)."""
+    real_model = any(t.device.type != "meta" for t in (*model.parameters(), *model.buffers()))
+    for key, t in weights.items():
+        if t.layout is not torch.strided:
+            raise UsageError(
+                f"checkpoint {path!r}: {key} is a {t.layout} tensor; a state_dict holds dense "
+                "tensors (save tensor.to_dense())"
+            )
+        if real_model and t.device.type == "meta":
+            raise UsageError(
+                f"checkpoint {path!r}: {key} is a meta tensor, saved with no data; pass "
+                "--device meta to count with it, or save the weights of a model with data"
+            )
 
 
 def refuse_saved_model(spec: str, device: str | None = None) -> UsageError:
@@ -134,15 +160,18 @@ def _mismatches(
 
 
 def _refusal(e: BaseException) -> str:
-    """torch's reason, from its multi-line message: ``Unsupported global: GLOBAL io.open
-    was not an allowed global by default``."""
-    text = " ".join(str(e).split())
-    _, found, reason = text.partition("WeightsUnpickler error:")
-    if not found:
-        return _first_line(str(e))
-    for end in (" Please use", " Check the documentation"):
-        reason = reason.split(end)[0]
-    return reason.strip().rstrip(".")
+    """torch's reason for refusing, from its multi-line message (``Unsupported global:
+    GLOBAL io.open was not an allowed global by default``, ``Trying to load unsupported
+    GLOBAL posix.system whose module posix is blocked``). Its advice, to retry with
+    ``weights_only=False``, is left out: that would run the file's code."""
+    _, found, reason = " ".join(str(e).split()).partition("WeightsUnpickler error:")
+    if found:  # the reason, before torch's advice on allowlisting the global
+        reason = reason.split(" Please use")[0].split(" Check the documentation")[0]
+    else:
+        paragraphs = (" ".join(p.split()) for p in str(e).split("\n\n"))
+        reason = "; ".join(p for p in paragraphs if p and not p.startswith(_TORCH_ADVICE))
+    reason = reason.strip().rstrip(".")
+    return reason or "an object that is not a tensor nor a plain container"
 
 
 def _first_line(text: str) -> str:

@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DEVICE",
         help="build the model under torch.device(DEVICE); 'meta' allocates nothing",
     )
+    p.add_argument(
+        "--real",
+        action="store_true",
+        help="random real inputs of the --input shapes (seed 0): a model whose control "
+        "flow depends on values runs for real, on copies",
+    )
     p.add_argument("--convention", default="default", choices=sorted(CONVENTIONS))
     p.add_argument("--frontend", default="auto", choices=FRONTENDS)
     p.add_argument(
@@ -156,6 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C at any moment, imports included: one line
+        print("flopgraph: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `| head` closed the pipe: the reader has what it wanted
+        _silence_stdout()
+        return 0
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    if sys.stdout is None:  # stdout closed (`flopgraph lenet >&-`): the report goes nowhere
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (open for the process's life)
+    try:
         ns = _parse(argv)
     except SystemExit as e:  # --help, --version, or a usage error already printed
         return e.code if isinstance(e.code, int) else 0
@@ -214,9 +233,7 @@ def _guarded(ns: argparse.Namespace) -> int:
     except (UsageError, InputError) as e:
         return _fail(e, 2, ns.debug)
     except FlopgraphError as e:
-        return _fail(e, 1, ns.debug)
-    except KeyboardInterrupt:
-        return 130
+        return _fail(_for_the_cli(e), 1, ns.debug)
     except BrokenPipeError:  # `| head` closed the pipe: the reader has what it wanted
         _silence_stdout()
         return 0
@@ -226,6 +243,23 @@ def _guarded(ns: argparse.Namespace) -> int:
     except Exception as e:  # a bug, in flopgraph or in the model: still one line
         return _fail(e, 1, ns.debug, f"internal error: {type(e).__name__}: ")
     return 0
+
+
+_REAL_HINT = (
+    "Add --real to run it for real on random inputs of these shapes (a model built "
+    "without --device meta)."
+)
+
+
+def _for_the_cli(e: FlopgraphError) -> FlopgraphError:
+    """The error with the API's advice to pass real input tensors, which a command line
+    cannot, turned into the option that does: --real."""
+    from .frontends.aten import REAL_INPUTS_HINT, VALUES_HINT
+
+    text = str(e)
+    for hint in (REAL_INPUTS_HINT, VALUES_HINT):
+        text = text.replace(hint, _REAL_HINT)
+    return e if text == str(e) else FlopgraphError(text)
 
 
 def _fail(e: BaseException, code: int, debug: bool, prefix: str = "") -> int:
@@ -272,6 +306,12 @@ def _run(ns: argparse.Namespace) -> None:
     inputs = inputs or loaded.default_inputs
     if not inputs and not ns.generate:
         raise UsageError(f"model {ns.model!r} needs --input (e.g. --input 1x3x224x224)")
+    if ns.real:
+        if ns.generate:
+            raise UsageError("--generate makes its own token ids: it does not take --real")
+        from .random_inputs import random_inputs
+
+        inputs = random_inputs(loaded.model, inputs)
     if ns.compare:
         _emit_comparison(_comparison(loaded.model, inputs, ns), fmt, ns)
         return

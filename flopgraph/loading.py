@@ -30,14 +30,17 @@ from .inputs import TensorSpec
 from .records import dtype_from_name
 
 _INPUT_HELP = "expected [name=][dtype:]DIMS such as 1x3x224x224 or int64:1x128"
+_SHOWN = 60
+"""Characters of a bad argument quoted back in its error (the line stays readable)."""
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """Positional and keyword model inputs given on the command line."""
+    """Positional and keyword model inputs given on the command line: shapes, or the
+    random tensors ``--real`` made of them."""
 
-    args: tuple[TensorSpec, ...] = ()
-    kwargs: Mapping[str, TensorSpec] = field(default_factory=dict)
+    args: tuple[TensorSpec | torch.Tensor, ...] = ()
+    kwargs: Mapping[str, TensorSpec | torch.Tensor] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.args or self.kwargs)
@@ -67,7 +70,9 @@ def parse_input(text: str) -> tuple[str | None, TensorSpec]:
     if not sep:
         name, rest = "", text
     elif not name.isidentifier():
-        raise UsageError(f"bad --input {text!r}: {name!r} is not an argument name; {_INPUT_HELP}")
+        raise UsageError(
+            f"bad --input {_shown(text)}: {name!r} is not an argument name; {_INPUT_HELP}"
+        )
     dtype_text, colon, dims = rest.rpartition(":")
     dtype = torch.float32
     if colon:
@@ -75,17 +80,25 @@ def parse_input(text: str) -> tuple[str | None, TensorSpec]:
             dtype = dtype_from_name(_DTYPE_ALIASES.get(dtype_text.strip(), dtype_text.strip()))
         except KeyError:
             raise UsageError(
-                f"bad --input {text!r}: unknown dtype {dtype_text!r} (e.g. float32, float16, "
+                f"bad --input {_shown(text)}: unknown dtype {dtype_text!r} (e.g. float32, float16, "
                 "bfloat16, int64, bool)"
             ) from None
+    if str(dtype).removeprefix("torch.").startswith(("qint", "quint")):
+        raise UsageError(
+            f"bad --input {_shown(text)}: {dtype_text.strip()} is a quantized dtype, whose tensors "
+            "need a scale and zero point that a shape cannot give; pass the float input "
+            "(a quantized model's QuantStub quantizes it)"
+        )
     parts = dims.lower().replace(",", "x").split("x")
     if not all(p.strip().isdigit() for p in parts):  # sizes by name: B, T, H, W (symbolic)
         parts = dims.replace(",", "x").split("x")
         if not all(p.strip().isdigit() or p.strip().isidentifier() for p in parts):
-            raise UsageError(f"bad --input {text!r}: {_INPUT_HELP}")
+            raise UsageError(f"bad --input {_shown(text)}: {_INPUT_HELP}")
     shape = tuple(int(p) if p.strip().isdigit() else p.strip() for p in parts)
     if 0 in shape:
-        raise UsageError(f"bad --input {text!r}: a dimension of 0 makes an empty tensor (0 FLOPs)")
+        raise UsageError(
+            f"bad --input {_shown(text)}: a dimension of 0 makes an empty tensor (0 FLOPs)"
+        )
     return (name or None), TensorSpec(shape, dtype)
 
 
@@ -97,10 +110,12 @@ def parse_inputs(texts: list[str] | None) -> Inputs:
         name, spec = parse_input(text)
         if name is None:
             if kwargs:
-                raise UsageError(f"--input {text!r}: positional inputs must come before named ones")
+                raise UsageError(
+                    f"--input {_shown(text)}: positional inputs must come before named ones"
+                )
             args.append(spec)
         elif name in kwargs:
-            raise UsageError(f"--input {text!r}: input {name!r} given twice")
+            raise UsageError(f"--input {_shown(text)}: input {name!r} given twice")
         else:
             kwargs[name] = spec
     return Inputs(tuple(args), kwargs)
@@ -113,10 +128,24 @@ def parse_kwargs(text: str | None) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise UsageError(f"bad --kwargs {text!r}: not JSON ({e.msg} at column {e.colno})") from e
+        raise UsageError(
+            f"bad --kwargs {_shown(text)}: not JSON ({e.msg} at column {e.colno})"
+        ) from e
+    except RecursionError:  # json's decoder recurses once per nested array or object
+        raise UsageError(f"bad --kwargs {_shown(text)}: nested too deeply") from None
     if not isinstance(value, dict):
-        raise UsageError(f"bad --kwargs {text!r}: expected a JSON object such as '{{\"n\": 2}}'")
+        raise UsageError(
+            f"bad --kwargs {_shown(text)}: expected a JSON object such as '{{\"n\": 2}}'"
+        )
     return value
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted, cut to its first characters when long (a 10,000-bracket
+    argument is named, not echoed)."""
+    if len(text) <= _SHOWN:
+        return repr(text)
+    return f"{text[:_SHOWN]!r}... ({len(text):,} characters)"
 
 
 def load_model(spec: str, kwargs: Mapping[str, Any], device: str | None = None) -> LoadedModel:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,52 @@ def test_checkpoint_keeps_the_models_dtypes_and_device(capsys, tmp_path):
         code, out, _ = run_main(capsys, "lenet", "--checkpoint", str(path), "--units", "raw",
                                 *device)  # fmt: skip
         assert code == 0 and "701,842" in out
+
+
+class BlockedGlobal:
+    """Unpickles to ``os.getcwd()``: a function of a module torch blocks outright (its
+    refusal reads differently from an unlisted global's), and harmless if it ran."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.getcwd, ())
+
+
+@pytest.mark.parametrize("kind", ["unlisted", "blocked"])
+def test_refusal_says_why_and_never_suggests_an_unsafe_load(capsys, tmp_path, kind):
+    path = tmp_path / "evil.pt"
+    payload = Payload(tmp_path / "PWNED") if kind == "unlisted" else BlockedGlobal()
+    torch.save({"fc1.weight": torch.zeros(1), "payload": payload}, path)
+    code, _, err = run_main(capsys, "lenet", "--checkpoint", str(path))
+    assert code == 2 and len(err.splitlines()) == 1, err
+    # the reason, in torch's words for each kind: the global it refused
+    if kind == "unlisted":
+        assert "(Unsupported global: GLOBAL io.open was not an allowed global by default)" in err
+    else:
+        assert re.search(
+            r"\(Trying to load unsupported GLOBAL (posix|nt)\.getcwd whose module", err
+        )
+    # torch's own message says a reload with weights_only=False "will likely succeed":
+    # that reload would run the file's code, so it is never repeated
+    assert "likely succeed" not in err and "weights_only` set to `False" not in err
+    assert "weights_only=False" not in err and "Traceback" not in err
+
+
+def test_sparse_or_meta_weights_are_usage_errors(capsys, tmp_path):
+    weights = LeNet().state_dict()
+    sparse, meta = tmp_path / "sparse.pt", tmp_path / "meta.pt"
+    torch.save({k: v.to_sparse() for k, v in weights.items()}, sparse)
+    torch.save({k: torch.empty(v.shape, device="meta") for k, v in weights.items()}, meta)
+    code, out, err = run_main(capsys, "lenet", "--checkpoint", str(sparse))
+    assert code == 2 and out == "" and len(err.splitlines()) == 1, err
+    assert "conv1.weight is a torch.sparse_coo tensor; a state_dict holds dense tensors" in err
+    code, out, err = run_main(capsys, "lenet", "--checkpoint", str(meta))
+    assert code == 2 and out == "" and len(err.splitlines()) == 1, err
+    assert "conv1.weight is a meta tensor, saved with no data; pass --device meta" in err
+    # a meta model takes meta weights: the count is LeNet's (see test_cli for its sum)
+    code, out, err = run_main(
+        capsys, "lenet", "--device", "meta", "--checkpoint", str(meta), "--format", "json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["totals"]["flops"] == 701_842

@@ -391,3 +391,178 @@ def test_a_mistyped_example_gets_a_suggestion(capsys) -> None:  # type: ignore[n
     assert code == 2 and err.strip().endswith("did you mean 'lenet'?")
     code, _, err = run_main(capsys, "nosuch")
     assert code == 2 and "did you mean" not in err
+
+
+# --- --real: random real inputs for models that need values -----------------------------
+
+LOOPED = """
+import torch
+from torch import nn
+
+class Looped(nn.Module):
+    def __init__(self, vocab=5):
+        super().__init__()
+        self.vocab = vocab
+        self.emb = nn.Embedding(vocab, 4)
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, ids):
+        h = self.emb(ids)
+        for _ in range(int(((ids >= 0) & (ids < self.vocab)).sum())):  # value-dependent
+            h = self.fc(h)
+        return h
+"""
+
+
+def test_real_counts_a_value_dependent_loop(capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "looped.py"
+    path.write_text(LOOPED)
+    spec = f"{path}:Looped"
+    code, out, err = run_main(capsys, spec, "--input", "int64:1x3", "--real", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    # the loop runs once per id in [0, vocab): 3 times, as every --real token id is valid;
+    # fc on [1, 3, 4] -> 4: 3*4*4 = 48 MACs, 2*48 + 3*4 bias adds = 108 FLOPs per call;
+    # the embedding lookup, comparisons and the integer sum count 0
+    assert data["totals"] == {"macs": 3 * 48, "flops": 3 * 108}
+    assert data["frontend"]["real_run"] is True
+    assert "ran for real on copies" in data["frontend"]["note"]
+    code, out, err = run_main(capsys, spec, "--input", "int64:1x3", "--quiet")
+    assert code == 1 and out == "" and len(err.splitlines()) == 1, err
+    assert "depends on tensor values" in err and "Add --real" in err
+    assert "Pass real input tensors" not in err  # the API's advice, which a shell cannot take
+
+
+def test_real_inputs_are_valid_and_repeat() -> None:
+    from flopgraph.inputs import TensorSpec
+    from flopgraph.loading import Inputs
+    from flopgraph.random_inputs import random_inputs
+
+    model = torch.nn.Sequential(torch.nn.Embedding(1000, 4), torch.nn.Linear(4, 2))
+    specs = Inputs(
+        (TensorSpec((2, 64), torch.int64), TensorSpec((3, 5), torch.float16)),
+        {"attention_mask": TensorSpec((2, 64), torch.int64), "flag": TensorSpec((8,), torch.bool)},
+    )
+    made = random_inputs(model, specs)
+    ids, x = made.args
+    mask, flag = made.kwargs["attention_mask"], made.kwargs["flag"]
+    assert ids.dtype == torch.int64 and ids.shape == (2, 64) and ids.device.type == "cpu"
+    # the token ids span the vocabulary of the first embedding (1000), not just 0 and 1
+    assert 0 <= int(ids.min()) and int(ids.max()) < 1000 and int(ids.max()) > 1
+    assert set(mask.unique().tolist()) <= {0, 1}  # other integers: 0 or 1
+    assert x.dtype == torch.float16 and flag.dtype == torch.bool
+    again = random_inputs(model, specs)  # a fixed seed: the same tensors each run
+    assert all(torch.equal(a, b) for a, b in zip(made.args, again.args, strict=True))
+    assert torch.equal(mask, again.kwargs["attention_mask"])
+    plain = random_inputs(torch.nn.Linear(3, 3), Inputs((TensorSpec((50,), torch.int32),)))
+    assert set(plain.args[0].unique().tolist()) <= {0, 1}  # no embedding: 0 or 1
+
+
+def test_real_run_leaves_the_model_untouched(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from conftest import assert_untouched, snapshot
+
+    from flopgraph.inputs import TensorSpec
+    from flopgraph.loading import Inputs
+    from flopgraph.random_inputs import random_inputs
+
+    namespace: dict = {}
+    exec(LOOPED, namespace)
+    model = namespace["Looped"]().train()  # training mode: a real run must not leave it
+    before = snapshot(model)
+    made = random_inputs(model, Inputs((TensorSpec((1, 3), torch.int64),)))
+    report = flopgraph.analyze(model, made.args)
+    assert report.frontend.real_run and report.flops == 3 * 108
+    assert_untouched(model, before)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["lenet", "--real", "--device", "meta"], "build it without --device meta"),
+        (["lenet", "--real", "--input", "Bx1x28x28"], "input 1 has named sizes (Bx1x28x28)"),
+        (["lenet", "--real", "--generate", "4,2"], "--generate makes its own token ids"),
+    ],
+)
+def test_real_refusals_are_usage_errors(capsys, args, message) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run_main(capsys, *args)
+    assert code == 2 and out == "" and len(err.splitlines()) == 1, err
+    assert message in err
+
+
+# --- every failure: one line and its exit code, never a traceback -----------------------
+
+
+def test_bad_arguments_are_named_not_echoed(capsys) -> None:  # type: ignore[no-untyped-def]
+    deep = "[" * 10_000 + "]" * 10_000  # json's decoder recurses once per bracket
+    for kwargs in (deep, '{"a": ' + deep + "}"):
+        code, out, err = run_main(capsys, "lenet", "--kwargs", kwargs)
+        assert code == 2 and out == "" and len(err.splitlines()) == 1, err[:300]
+        assert "nested too deeply" in err or "expected a JSON object" in err, err[:300]
+        assert "(20,0" in err and len(err) < 300  # the argument is named by its length
+    # a size past int64: refused before anything is allocated
+    code, _, err = run_main(capsys, "lenet", "--input", "99999999999999999999x1x28x28")
+    assert code == 2 and "more than torch can address" in err and len(err.splitlines()) == 1
+    code, _, err = run_main(capsys, "lenet", "--input", "qint8:1x3")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "qint8 is a quantized dtype" in err and "pass the float input" in err
+
+
+def _interruptible(*args: str) -> subprocess.Popen[str]:
+    """``python -m flopgraph ARGS`` with Ctrl-C's default action restored: a shell
+    ignores SIGINT in its background jobs, and the child would inherit that."""
+    import signal
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "flopgraph", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+
+
+def _wait_for(ready, proc: subprocess.Popen[str], seconds: float = 120) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if ready():
+                return
+        except OSError:  # the child's /proc entry went away: it ended, as poll says
+            pass
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "the child never got there"
+        time.sleep(0.005)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the child's /proc/PID/maps")
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    # during the import of torch: sent as soon as libtorch is mapped into the child
+    proc = _interruptible("lenet")
+    maps = Path(f"/proc/{proc.pid}/maps")
+    _wait_for(lambda: maps.exists() and "libtorch" in maps.read_text(), proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.communicate(timeout=120)[1] == "flopgraph: interrupted\n"
+    assert proc.returncode == 130
+    # while the model's own module imports (a file that signals, then sleeps)
+    marker = tmp_path / "importing"
+    (tmp_path / "slow.py").write_text(
+        f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\ntime.sleep(60)\n"
+    )
+    proc = _interruptible(f"{tmp_path}/slow.py:build")
+    _wait_for(marker.exists, proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.communicate(timeout=120)[1] == "flopgraph: interrupted\n"
+    assert proc.returncode == 130
+
+
+def test_a_closed_stdout_ends_quietly() -> None:
+    # `flopgraph lenet --format json >&-`: no stdout at all (sys.stdout is None); the
+    # report goes nowhere, exit 0
+    proc = subprocess.run(
+        f"{sys.executable} -m flopgraph lenet --format json >&-", shell=True,
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr

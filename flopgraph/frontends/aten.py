@@ -455,6 +455,15 @@ def _symbolic_input(args: tuple[Any, ...]) -> bool:
     )
 
 
+REAL_INPUTS_HINT = "Pass real input tensors so the forward can run for real, on copies."
+VALUES_HINT = (
+    "Pass real input tensors (and a model on a real device) so the forward can run for "
+    "real and count the branch it takes."
+)
+"""How the errors of a model that must run for real end: what to do about it (the
+command line, which has no tensors to pass, says ``--real`` instead)."""
+
+
 def trace_aten(
     model: torch.nn.Module,
     args: tuple[Any, ...],
@@ -477,7 +486,7 @@ def trace_aten(
         # ones would fix them to the hint
         with isolated(), enable_python_dispatcher():
             return _record(model, args, kwargs, "fake", registry=registry, fake_mode=fake_mode)
-    hint = "Pass real input tensors so the forward can run for real, on copies."
+    hint = REAL_INPUTS_HINT
     with isolated():
         quantized = quantized_modules(model)
         cause: BaseException | None = None
@@ -491,10 +500,7 @@ def trace_aten(
                 what = "the output shape of an op" if dynamic else "control flow"
                 line = _where(e) or " (the line was not found)"
                 reason = f"{what} depends on tensor values{line}"
-                hint = (
-                    "Pass real input tensors (and a model on a real device) so the forward can "
-                    "run for real and count the branch it takes."
-                )
+                hint = VALUES_HINT
                 cause = e
             except TraceError as e:
                 if not _can_run_for_real(model, args, kwargs):
