@@ -115,7 +115,7 @@ def analyze(
         inputs=tuple(_input_metas(args, kw)),
         records=_mark_routed(counted.records, experts),
         params=ParamStats.of(model, experts),
-        modules=_modules(model, counted.module_calls),
+        modules=_modules(model, counted.module_calls, counted.module_outputs),
         step=None if counted.step is None else replace(counted.step, attention=attention),
         attention=attention,
         mode="train" if model.training else "eval",
@@ -157,7 +157,11 @@ def _symbolic(
         inputs=tuple(sizes.meta(m) for m in _input_metas(args, kw)),
         records=_mark_routed(tuple(sizes.record(r) for r in counted.records), experts),
         params=ParamStats.of(model, experts),
-        modules=_modules(model, counted.module_calls),
+        modules=_modules(
+            model,
+            counted.module_calls,
+            {p: tuple(sizes.meta(m) for m in o) for p, o in counted.module_outputs.items()},
+        ),
         attention=attention,
         mode="train" if model.training else "eval",
         symbols=tuple(str(s) for s in sizes.names.values()),
@@ -292,10 +296,20 @@ def _input_metas(args: tuple[Any, ...], kw: Mapping[str, Any]) -> list[TensorMet
     return [TensorMeta.of(v) for v in (*args, *kw.values()) if isinstance(v, torch.Tensor)]
 
 
-def _modules(model: torch.nn.Module, calls: Mapping[str, int]) -> tuple[ModuleInfo, ...]:
+def _modules(
+    model: torch.nn.Module,
+    calls: Mapping[str, int],
+    outputs: Mapping[str, tuple[TensorMeta, ...]],
+) -> tuple[ModuleInfo, ...]:
     counts = module_param_counts(model)
     return tuple(
-        ModuleInfo(path, type(m).__name__, counts[path], calls.get(path, 0) or int(not path))
+        ModuleInfo(
+            path,
+            type(m).__name__,
+            counts[path],
+            calls.get(path, 0) or int(not path),
+            outputs.get(path, ()),
+        )
         for path, m in model.named_modules()
     )
 
