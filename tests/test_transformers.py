@@ -8,6 +8,7 @@ from test_presets import assert_matches_flop_counter, fvcore_analysis
 
 import flopgraph
 from flopgraph import zoo
+from flopgraph.render.tree import display_tree
 from flopgraph.zoo import TOKENS, bert, gpt2, llama
 
 transformers = pytest.importorskip("transformers")
@@ -176,6 +177,9 @@ def test_small_bert_modules_show_what_they_returned(convention):
     # BaseModelOutputWithPoolingAndCrossAttentions: its set fields, in order
     assert outputs[""] == (*hidden, flopgraph.TensorMeta((1, 64)))
     assert outputs["encoder.layer"] == ()  # a ModuleList: never called
+    # BertEncoder's one child is that ModuleList: the collapsed row shows the encoder's
+    (row,) = (n for n in display_tree(report).children if n.path == "encoder.layer")
+    assert row.name == "encoder.layer" and row.outputs == hidden
     assert outputs["encoder.layer.1.intermediate"] == (flopgraph.TensorMeta((1, 128, 128)),)
 
 

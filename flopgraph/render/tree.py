@@ -107,7 +107,9 @@ def _collapse_chain(node: ModuleNode) -> ModuleNode:
     (child,) = node.children
     if child.kind is not RowKind.MODULE or node.own != Cost() or child.params != node.params:
         return node
-    return replace(child, name=f"{node.name}.{child.name}")
+    # the row stands for the chain: a child that returned nothing (a ModuleList the
+    # wrapper loops over) shows the wrapper's output
+    return replace(child, name=f"{node.name}.{child.name}", outputs=child.outputs or node.outputs)
 
 
 def limit(node: ModuleNode, depth: int | None = None, top: int | None = None) -> ModuleNode:
