@@ -180,6 +180,9 @@ def test_module_outputs_are_what_forward_returned_on_both_frontends(name):
     fx = reports[RUNS[0]].modules
     for run in RUNS[1:]:  # dtypes too, module by module
         assert reports[run].modules == fx, run
+    # the encoder's second block replays the first's records on aten: its modules
+    # show the same outputs as when it runs
+    assert flopgraph.analyze(model, spec, frontend="aten", reuse=False).modules == fx
 
 
 def test_module_outputs_survive_json():
