@@ -140,7 +140,11 @@ def _symbolic(
     kw = {k: made(v) for k, v in kw.items()}
     with isolated(), _gc_paused(), counting(attention):
         counted = run_symbolic(model, args, kw, registry, frontend, sizes.mode)
-    counted = replace(counted, records=tuple(sizes.record(r) for r in counted.records))
+    counted = replace(
+        counted,
+        records=tuple(sizes.record(r) for r in counted.records),
+        module_outputs={p: tuple(map(sizes.meta, o)) for p, o in counted.module_outputs.items()},
+    )
     report = _report(
         model, convention, counted, tuple(sizes.meta(m) for m in _input_metas(args, kw)),
         attention, symbols=tuple(str(s) for s in sizes.names.values()),
@@ -274,7 +278,7 @@ def _report(
         inputs=inputs,
         records=_mark_routed(counted.records, experts),
         params=ParamStats.of(model, experts),
-        modules=_modules(model, counted.module_calls),
+        modules=_modules(model, counted.module_calls, counted.module_outputs),
         attention=attention,
         mode="train" if model.training else "eval",
         **extra,
@@ -299,10 +303,20 @@ def _input_metas(args: tuple[Any, ...], kw: Mapping[str, Any]) -> list[TensorMet
     return [TensorMeta.of(v) for v in (*args, *kw.values()) if isinstance(v, torch.Tensor)]
 
 
-def _modules(model: torch.nn.Module, calls: Mapping[str, int]) -> tuple[ModuleInfo, ...]:
+def _modules(
+    model: torch.nn.Module,
+    calls: Mapping[str, int],
+    outputs: Mapping[str, tuple[TensorMeta, ...]],
+) -> tuple[ModuleInfo, ...]:
     counts = module_param_counts(model)
     return tuple(
-        ModuleInfo(path, type(m).__name__, counts[path], calls.get(path, 0) or int(not path))
+        ModuleInfo(
+            path,
+            type(m).__name__,
+            counts[path],
+            calls.get(path, 0) or int(not path),
+            outputs.get(path, ()),
+        )
         for path, m in model.named_modules()
     )
 

@@ -263,16 +263,26 @@ class _Steps:
             raise error from e
         marker = max(i for i, r in enumerate(whole.records) if r.module == "")
         return (
-            self._report(whole, whole.records[:marker], ids[0]),
-            self._report(whole, whole.records[marker + 1 :], ids[1]),
+            self._report(whole, whole.records[:marker], ids[0], decode=False),
+            self._report(whole, whole.records[marker + 1 :], ids[1], decode=True),
             seen[-1],
         )
 
-    def _report(self, whole: Report, records: Iterable[OpRecord], spec: TensorSpec) -> Report:
+    def _report(
+        self, whole: Report, records: Iterable[OpRecord], spec: TensorSpec, decode: bool
+    ) -> Report:
+        """The prefill's or the decode step's part of ``whole``. Module outputs are
+        those of each module's last call, the decode step's: the prefill's are unknown."""
         mine = tuple(replace(r, module=_unwrap(r.module)) for r in records)
         ran = {r.module for r in mine}
         modules = tuple(
-            ModuleInfo(_unwrap(m.path), m.type, m.params, int(_unwrap(m.path) in ran))
+            ModuleInfo(
+                _unwrap(m.path),
+                m.type,
+                m.params,
+                int(_unwrap(m.path) in ran),
+                m.outputs if decode else (),
+            )
             for m in whole.modules
             if m.path == _WRAPPED or m.path.startswith(_WRAPPED + ".")
         )

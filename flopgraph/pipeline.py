@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Literal
 
@@ -41,10 +41,10 @@ from .frontends.aten import trace_aten
 from .frontends.fx import TracedGraph, trace_fx
 from .frontends.training import trace_step
 from .progress import ProgressFn, no_progress
-from .records import OpRecord, Status
+from .records import OpRecord, Status, TensorMeta
 from .registry import Registry
 from .report import FrontendInfo
-from .shapes import describe_target, propagate
+from .shapes import describe_target, module_outputs, propagate
 from .step import StepInfo
 
 _FX_FAILURES = (TraceError, PropagationError, InternalError)
@@ -80,6 +80,8 @@ class Counted:
     module_calls: Mapping[str, int]
     """Module path -> how many times its forward ran."""
     step: StepInfo | None = None
+    module_outputs: Mapping[str, tuple[TensorMeta, ...]] = field(default_factory=dict)
+    """Module path -> the tensors its forward returned (its last call)."""
 
 
 def run_step(
@@ -107,7 +109,7 @@ def run_step(
     )
     records = _guarded(lambda: count_aten(trace, registry), "while counting the step's ops")
     frontend_info = FrontendInfo("aten", trace.note)
-    return Counted(tuple(records), frontend_info, trace.module_calls, info)
+    return Counted(tuple(records), frontend_info, trace.module_calls, info, trace.module_outputs)
 
 
 def run_symbolic(
@@ -130,7 +132,7 @@ def run_symbolic(
     trace = _guarded(lambda: trace_aten(model, args, kwargs, registry, fake_mode), where)
     records = _guarded(lambda: count_aten(trace, registry), "while counting the aten ops")
     info = FrontendInfo("aten", "symbolic sizes: one trace, counts as formulas")
-    return Counted(tuple(records), info, trace.module_calls)
+    return Counted(tuple(records), info, trace.module_calls, None, trace.module_outputs)
 
 
 def run(
@@ -225,7 +227,9 @@ def _fx(
     _guarded(annotate, "while propagating shapes through the fx graph")
     progress("count", 0, 0)
     records = _guarded(lambda: count(traced, registry), "while counting the fx graph")
-    counted = Counted(tuple(records), FrontendInfo("fx"), _fx_calls(traced))
+    counted = Counted(
+        tuple(records), FrontendInfo("fx"), _fx_calls(traced), None, module_outputs(traced)
+    )
     return counted, _unseen(traced, records)
 
 
@@ -312,4 +316,4 @@ def _aten(
     notes = "; ".join(n for n in (note, trace.note) if n)
     info = FrontendInfo("aten", notes, real_run=trace.real)
     records = _guarded(lambda: count_aten(trace, registry), "while counting the aten ops")
-    return Counted(tuple(records), info, trace.module_calls)
+    return Counted(tuple(records), info, trace.module_calls, None, trace.module_outputs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from math import prod
@@ -85,6 +85,20 @@ class TensorMeta:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TensorMeta:
         return cls(tuple(_read(s) for s in d["shape"]), d["dtype"])
+
+
+def iter_metas(value: Any) -> Iterator[TensorMeta]:
+    """Every TensorMeta inside a (nested) value, in order: tuple and list items, dict
+    values (a transformers ``ModelOutput`` is a dict of its set fields); anything else
+    (None, ints, an object of another kind) holds none."""
+    if isinstance(value, TensorMeta):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from iter_metas(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from iter_metas(v)
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,26 @@ class ModuleInfo:
     """Parameters in this module and below, each tensor once."""
     calls: int
     """Times its forward ran in the traced graph (0: never called)."""
+    outputs: tuple[TensorMeta, ...] = ()
+    """The tensors its forward returned (its last call), in order: tuple items and dict
+    values flattened (a transformers ``ModelOutput``: its set fields); empty when it
+    never ran or returned no tensor."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "type": self.type,
+            "params": self.params,
+            "calls": self.calls,
+            "outputs": [m.to_dict() for m in self.outputs],
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModuleInfo:
-        """From a JSON module entry; its costs (version 3) are the records' and not kept."""
-        return cls(d["path"], d["type"], d["params"], d["calls"])
+        """From a JSON module entry; its costs (version 3) are the records' and not kept;
+        a document written before modules carried outputs reads with none."""
+        outputs = tuple(TensorMeta.from_dict(m) for m in d.get("outputs", ()))
+        return cls(d["path"], d["type"], d["params"], d["calls"], outputs)
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,10 @@ class Report:
             self,
             inputs=tuple(concrete(m, table) for m in self.inputs),
             records=tuple(concrete(r, table) for r in self.records),
+            modules=tuple(
+                replace(m, outputs=tuple(concrete(o, table) for o in m.outputs))
+                for m in self.modules
+            ),
             symbols=(),
             assumptions=(),
         )
@@ -237,7 +256,7 @@ class Report:
         for m in self.modules:
             cost, (read, written) = costs.get(m.path, Cost()), moved.get(m.path, (0, 0))
             out.append(
-                {**vars(m), "macs": jsonable(cost.macs), "flops": jsonable(cost.flops),
+                {**m.to_dict(), "macs": jsonable(cost.macs), "flops": jsonable(cost.flops),
                  "bytes_read": jsonable(read), "bytes_written": jsonable(written)}
             )  # fmt: skip
         return out

@@ -33,7 +33,7 @@ from .errors import (
 )
 from .frontends.fx import TracedGraph
 from .frontends.model_hooks import HOOK_DICTS, is_model_hook
-from .records import TensorMeta
+from .records import TensorMeta, iter_metas
 from .shortcuts import function_output, method_output, module_output
 
 META_KEY = "flopgraph.value"
@@ -302,6 +302,27 @@ def propagate(
             node.meta[META_KEY] = to_meta(value)
             if on_node is not None:
                 on_node(done, total)
+
+
+def module_outputs(traced: TracedGraph) -> dict[str, tuple[TensorMeta, ...]]:
+    """Module path -> the tensors its forward returned (its last call), read from the
+    annotations of an annotated graph; the model's own result is the graph's output."""
+
+    def read(v: Any) -> Any:
+        if isinstance(v, torch.fx.Node):
+            return v.meta.get(META_KEY)
+        if isinstance(v, (tuple, list)):
+            return tuple(read(x) for x in v)
+        if isinstance(v, dict):
+            return {k: read(x) for k, x in v.items()}
+        return v
+
+    out = {path: tuple(iter_metas(read(v))) for path, v in traced.returned.items()}
+    for node in reversed(traced.graph.nodes):
+        if node.op == "output":
+            out[""] = tuple(iter_metas(node.meta.get(META_KEY)))
+            break
+    return out
 
 
 def _run(

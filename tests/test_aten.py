@@ -148,8 +148,9 @@ def _both(model, inputs, **kw):
 
 
 def _parity(fx, at):
-    """Same totals; same cost for every module, except inside a module fx keeps as one
-    leaf node (nn.TransformerEncoderLayer): fx cannot see its submodules, aten can."""
+    """Same totals; same cost and outputs for every module, except inside a module fx
+    keeps as one leaf node (nn.TransformerEncoderLayer): fx cannot see its submodules,
+    aten can."""
     assert (fx.macs, fx.flops) == (at.macs, at.flops)
     assert fx.skipped == {} and at.skipped == {}
     leaves = {r.module for r in fx.records if r.kind == "call_module"}
@@ -157,6 +158,8 @@ def _parity(fx, at):
                                                for leaf in leaves)}  # fmt: skip
     visible = {p: c for p, c in fx.by_module().items() if p not in hidden}
     assert visible == {p: c for p, c in at.by_module().items() if p not in hidden}
+    outputs = {m.path: m.outputs for m in fx.modules if m.path not in hidden}
+    assert outputs == {m.path: m.outputs for m in at.modules if m.path not in hidden}
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

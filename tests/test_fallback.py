@@ -9,6 +9,8 @@ also checks that the user's model comes back untouched, after success and failur
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 import pytest
 import torch
 import torch.fx
@@ -297,6 +299,36 @@ def test_wrapped_helper_is_counted_on_aten():
     report = _analyze(model, (2, 3))
     assert report.frontend.name == "aten" and report.cost == Cost(24, 56)
     assert not report.skipped and "_hidden_matmul" in report.frontend.note
+
+
+class _Options(TypedDict, total=False):
+    scale: float
+
+
+class TakesKwargs(nn.Module):
+    """``forward(x, bias=0.0, **kwargs: Unpack[_Options])``, the annotation evaluated as
+    in transformers' models (this file's annotations are strings)."""
+
+    def forward(self, x, bias=0.0, **kwargs):
+        return x.relu() + bias
+
+
+TakesKwargs.forward.__annotations__ = {"x": torch.Tensor, "kwargs": Unpack[_Options]}
+
+
+def test_fallback_note_and_input_errors_show_parameters_plainly():
+    # str() of the parameter writes Unpack[...] as "**kwargs: *<class '..._Options'>"
+    report = _analyze(TakesKwargs(), (2, 3))
+    assert report.frontend.note == (
+        "fx was not used: TakesKwargs.forward takes **kwargs: the fx frontend needs named "
+        "arguments (pass them by name)"
+    )
+    assert report.cost == Cost(0, 2 * 3 + 2 * 3)  # relu, then the add: 6 elements each
+    msg = _fails(TakesKwargs(), ((2, 3), (2, 3), (2, 3)), InputError, frontend="aten")
+    assert msg == (
+        "inputs do not match TakesKwargs.forward(x, bias=0.0, **kwargs): too many "
+        "positional arguments"
+    )
 
 
 def _mlp() -> nn.Module:

@@ -8,6 +8,7 @@ from test_presets import assert_matches_flop_counter, fvcore_analysis
 
 import flopgraph
 from flopgraph import zoo
+from flopgraph.render.tree import display_tree
 from flopgraph.zoo import TOKENS, bert, gpt2, llama
 
 transformers = pytest.importorskip("transformers")
@@ -149,3 +150,46 @@ def test_fvcore_preset_equals_fvcore(name):
     assert report.flops == analysis.total()
     by_module = report.by_module()
     assert {p: by_module[p].flops for p in analysis.by_module()} == dict(analysis.by_module())
+
+
+@pytest.mark.parametrize("convention", ["default", "torch"])
+def test_small_bert_modules_show_what_they_returned(convention):
+    # 2 layers of 64 (4 heads, MLP 128) on 1 x 128 tokens: every hidden state is
+    # [1, 128, 64], the pooler's [CLS] projection [1, 64]. The torch preset records each
+    # layer norm as aten.native_layer_norm, whose mean and rstd ([1, 128, 1] each) are
+    # no output of the LayerNorm module.
+    model = on_meta(bert, num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
+                    intermediate_size=128)  # fmt: skip
+    report = flopgraph.analyze(model, IDS, convention=convention)
+    hidden = (flopgraph.TensorMeta((1, 128, 64)),)
+    norms = {m.path: m.outputs for m in report.modules if m.type == "LayerNorm"}
+    # the embeddings' norm, then two per layer (after attention, after the MLP)
+    assert norms == dict.fromkeys(
+        ["embeddings.LayerNorm"]
+        + [
+            f"encoder.layer.{i}.{part}.LayerNorm"
+            for i in range(2)
+            for part in ("attention.output", "output")
+        ],
+        hidden,
+    )
+    outputs = {m.path: m.outputs for m in report.modules}
+    # BaseModelOutputWithPoolingAndCrossAttentions: its set fields, in order
+    assert outputs[""] == (*hidden, flopgraph.TensorMeta((1, 64)))
+    assert outputs["encoder.layer"] == ()  # a ModuleList: never called
+    # BertEncoder's one child is that ModuleList: the collapsed row shows the encoder's
+    (row,) = (n for n in display_tree(report).children if n.path == "encoder.layer")
+    assert row.name == "encoder.layer" and row.outputs == hidden
+    assert outputs["encoder.layer.1.intermediate"] == (flopgraph.TensorMeta((1, 128, 128)),)
+
+
+def test_fallback_note_names_kwargs_plainly():
+    # BertModel.forward takes **kwargs: Unpack[TransformersKwargs], whose text Python
+    # writes as "**kwargs: *<class '...TransformersKwargs'>"
+    model = on_meta(bert, num_hidden_layers=1, hidden_size=32, num_attention_heads=2,
+                    intermediate_size=64)  # fmt: skip
+    report = flopgraph.analyze(model, flopgraph.TensorSpec((1, 8), torch.int64))
+    assert report.frontend.note == (
+        "fx was not used: BertModel.forward takes **kwargs: the fx frontend needs named "
+        "arguments (pass them by name)"
+    )

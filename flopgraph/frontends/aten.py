@@ -43,7 +43,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from ..errors import BOUNDARIES, TraceError
-from ..records import TensorMeta
+from ..records import TensorMeta, iter_metas
 from ..registry import Registry
 from ..shapes import _check_dtypes, _Twins, on_this_machine, to_meta
 from .fastfake import MISS, FastFake, fast_fake
@@ -148,6 +148,9 @@ class AtenTrace:
     real: bool = False
     """True when the forward ran on real tensors (value-dependent control flow)."""
     note: str = ""
+    module_outputs: Mapping[str, tuple[TensorMeta, ...]] = field(default_factory=dict)
+    """Module path -> the tensors its forward returned (its last forward call), see
+    :func:`returned`."""
 
     def ops(self) -> Iterator[AtenOp]:
         """Every recorded aten op, in order."""
@@ -205,6 +208,8 @@ class _Recorder:
         has a rule), else None."""
         self.stack: list[str] = []
         self.calls: dict[str, int] = {}
+        self.outputs: dict[str, tuple[TensorMeta, ...]] = {}
+        """Module path -> what its last forward call returned (forward phase only)."""
         self.items: list[TorchCall | ModuleCall | AtenOp] = []
         self.frame: list[AtenOp] | None = None
         self.open: _Whole | None = None
@@ -248,6 +253,8 @@ class _Recorder:
                 self.failed(error, type(module).__name__, args, {})
             if self.grads is not None and rest:
                 self.claim(rest[0], self.path)
+            if rest and self.phase == "forward":
+                self.outputs[self.path] = returned(rest[0])
             whole = self.open
             if whole is not None and whole.shadow is module and whole.depth == len(self.stack):
                 self.open = self.frame = None
@@ -555,7 +562,17 @@ def _record(
             f"({mode} tensors): {recorder.failure_of(e)}{_one_line(e)}{_where(e)}"
         ) from e
     notes = "; ".join(n for n in (note, moved) if n)
-    return AtenTrace(tuple(recorder.items), dict(recorder.calls), mode == "real", notes)
+    return AtenTrace(
+        tuple(recorder.items), dict(recorder.calls), mode == "real", notes, dict(recorder.outputs)
+    )
+
+
+def returned(value: Any) -> tuple[TensorMeta, ...]:
+    """The tensors of a module's forward result, flattened in order (tuple items, dict
+    values: a transformers ``ModelOutput``'s set fields), as the fx frontend reads them
+    from its graph: what the module itself returned, not the last op it ran (layer
+    norm's aten op also returns its mean and rstd)."""
+    return tuple(iter_metas(to_meta(value)))
 
 
 @contextmanager

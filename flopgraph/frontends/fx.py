@@ -32,6 +32,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
 from ..errors import BOUNDARIES, IncompleteGraphError, InputError, TraceError, safe_str
+from ..records import TensorMeta
 from ..registry import Registry
 from .isolation import isolated, thread_confined_fx
 from .model_hooks import model_hooks
@@ -61,6 +62,10 @@ class TracedGraph:
     submodules: Mapping[str, torch.nn.Module] = field(default_factory=dict)
     """Every module of ``root`` by dotted path (each ``call_module`` target among them),
     built once so that the passes over the graph need not walk attribute chains."""
+    returned: Mapping[str, Any] = field(default_factory=dict)
+    """Module path -> what its forward returned (its last call in the graph), with
+    nodes for traced values: ``shapes.module_outputs`` reads their shapes. The model's
+    own result is the graph's output."""
 
     def submodule(self, path: str) -> torch.nn.Module:
         """The module a ``call_module`` node calls."""
@@ -76,6 +81,8 @@ class _Tracer(torch.fx.Tracer):
         self._registry = registry
         self.constants: dict[str, torch.Tensor] = {}
         self._names: dict[int, tuple[str, bool]] | None = None
+        self.returned: dict[str, Any] = {}
+        """Module path -> what its last call returned (see ``TracedGraph.returned``)."""
 
     def is_leaf_module(self, m: torch.nn.Module, module_qualified_name: str) -> bool:
         if self._registry.lookup_module(type(m)) is not None:
@@ -90,7 +97,9 @@ class _Tracer(torch.fx.Tracer):
         kwargs: dict[str, Any],
     ) -> Any:
         # forward() rather than __call__: a user's hooks must not run on proxies
-        return super().call_module(m, m.forward, args, kwargs)
+        out = super().call_module(m, m.forward, args, kwargs)
+        self.returned[self.path_of_module(m)] = _nodes(out)
+        return out
 
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
         # The base class finds the name of a parameter or buffer the forward reads by
@@ -207,7 +216,25 @@ def trace_fx(
     inputs = {ph.name: bound[name] for ph, name in zip(placeholders, names, strict=True)}
     _drop_specialization_checks(graph)
     submodules = dict(root.named_modules(remove_duplicate=False))
-    return TracedGraph(graph, root, inputs, dict(tracer.constants), submodules)
+    return TracedGraph(
+        graph, root, inputs, dict(tracer.constants), submodules, dict(tracer.returned)
+    )
+
+
+def _nodes(value: Any) -> Any:
+    """A module's result with each proxy replaced by its node and each tensor (one the
+    forward made outside the graph, or returned as it is) by its TensorMeta, tuples,
+    lists and dicts kept (a ``ModelOutput`` as a plain dict): taken when the call
+    returns, so a later change to a returned list does not show."""
+    if isinstance(value, torch.fx.Proxy):
+        return value.node
+    if isinstance(value, torch.Tensor):
+        return TensorMeta.of(value)
+    if isinstance(value, (tuple, list)):
+        return tuple(_nodes(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _nodes(v) for k, v in value.items()}
+    return None
 
 
 def structural_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -367,7 +394,7 @@ def _forward_params(model: torch.nn.Module) -> list[inspect.Parameter]:
     for p in params:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             raise TraceError(
-                f"{type(model).__name__}.forward takes {p}: the fx frontend needs named "
+                f"{type(model).__name__}.forward takes {_plain(p)}: the fx frontend needs named "
                 "arguments (pass them by name)"
             )
     return params
@@ -383,9 +410,16 @@ def _bind(
     try:
         bound = sig.bind(*args, **kwargs)
     except TypeError as e:
-        raise InputError(f"inputs do not match {type(model).__name__}.forward{sig}: {e}") from e
+        shown = inspect.Signature([_plain(p) for p in params])
+        raise InputError(f"inputs do not match {type(model).__name__}.forward{shown}: {e}") from e
     bound.apply_defaults()
     return dict(bound.arguments)
+
+
+def _plain(p: inspect.Parameter) -> inspect.Parameter:
+    """``p`` without its annotation, for messages: ``**kwargs``, not the text Python
+    makes of ``**kwargs: Unpack[TransformersKwargs]`` (``**kwargs: *<class '...'>``)."""
+    return p.replace(annotation=inspect.Parameter.empty)
 
 
 def _drop_specialization_checks(graph: torch.fx.Graph) -> None:

@@ -151,6 +151,9 @@ class _Template:
     calls: dict[str, int]
     """The module calls the call made, the block's own excepted (its hook counts it on
     every call); a module shared with other blocks keeps its own path."""
+    outputs: dict[str, Any]
+    """What each of those modules returned (its last call in the block), as the
+    recorder keeps it: a replay shows the same for the new block's modules."""
     out: Any
     keep: Any
     """The call's arguments, kept alive: objects enter keys by identity, which must not
@@ -239,7 +242,10 @@ class Reuse:
             for p, n in rec.calls.items()
             if p != path and n != before.get(p, 0)
         }  # fmt: skip
-        self.seen[key] = _Template(path, tuple(rec.items[start:]), calls, out, (args, kwargs))
+        outputs = {p: rec.outputs[p] for p in calls if p in rec.outputs}
+        self.seen[key] = _Template(
+            path, tuple(rec.items[start:]), calls, outputs, out, (args, kwargs)
+        )
         return out
 
     def _replay(self, template: _Template, path: str) -> None:
@@ -249,6 +255,8 @@ class Reuse:
         for p, n in template.calls.items():
             p = _moved_path(p, old, path)
             rec.calls[p] = rec.calls.get(p, 0) + n
+        for p, o in template.outputs.items():
+            rec.outputs[_moved_path(p, old, path)] = o
 
     def _moved(self, item: Any, old: str, new: str) -> Any:
         from .aten import ModuleCall, TorchCall

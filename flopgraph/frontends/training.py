@@ -175,7 +175,7 @@ def _step(
     }  # fmt: skip
     peak = memory.result(parameters - {None}, grads - {None}, state)  # type: ignore[arg-type]
     items = place_recompute(recorder.items)
-    trace = AtenTrace(items, dict(recorder.calls), False, moved)
+    trace = AtenTrace(items, dict(recorder.calls), False, moved, dict(recorder.outputs))
     info = StepInfo(label, name, "full", peak, note)
     return trace, info
 

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from ..records import TensorMeta
-
-
-def iter_metas(value: Any) -> Iterator[TensorMeta]:
-    """Every TensorMeta inside a (nested) value, in order."""
-    if isinstance(value, TensorMeta):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for v in value:
-            yield from iter_metas(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from iter_metas(v)
+from ..records import TensorMeta, iter_metas
 
 
 @dataclass(frozen=True)

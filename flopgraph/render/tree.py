@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 from ..records import Cost, TensorMeta
-from ..report import Report, _ancestors
+from ..report import Report
 from ..symbolic import rank
 
 ROOT_NAME = "(model)"
@@ -50,7 +50,7 @@ class ModuleNode:
     """Ops attributed to this module itself, outside every child."""
     calls: int
     outputs: tuple[TensorMeta, ...] = ()
-    """The output of the last op that ran inside the module (its output, as a rule)."""
+    """The tensors the module's forward returned (``ModuleInfo.outputs``)."""
     kind: RowKind = RowKind.MODULE
     children: tuple[ModuleNode, ...] = ()
 
@@ -61,26 +61,10 @@ class ModuleNode:
         return self.calls > 0 or any(c.ran for c in self.children)
 
 
-def module_outputs(report: Report) -> dict[str, tuple[TensorMeta, ...]]:
-    """Module path -> outputs of the last op run inside it (in graph order).
-
-    That op's result is what the module returns, except for modules that return
-    an earlier value or several values (then it is their last computed one).
-    """
-    last: dict[str, tuple[TensorMeta, ...]] = {}
-    for r in report.records:
-        if not r.outputs or r.phase != "forward":  # a step's later phases return nothing
-            continue
-        for path in _ancestors(r.module):
-            last[path] = r.outputs
-    return last
-
-
 def module_tree(report: Report) -> ModuleNode:
     """Every module of the report (called or not), nested by path."""
     costs = report.by_module()
     info = {m.path: m for m in report.modules}
-    outputs = module_outputs(report)
     known = info.keys() | costs.keys()
     children: dict[str, list[str]] = {}
     for path in [*info, *(p for p in costs if p not in info)]:
@@ -103,7 +87,7 @@ def module_tree(report: Report) -> ModuleNode:
                 cost.flops - sum(k.cost.flops for k in kids),
             ),
             calls=m.calls if m else 1,
-            outputs=outputs.get(path, ()),
+            outputs=m.outputs if m else (),
             children=kids,
         )
 
@@ -123,7 +107,9 @@ def _collapse_chain(node: ModuleNode) -> ModuleNode:
     (child,) = node.children
     if child.kind is not RowKind.MODULE or node.own != Cost() or child.params != node.params:
         return node
-    return replace(child, name=f"{node.name}.{child.name}")
+    # the row stands for the chain: a child that returned nothing (a ModuleList the
+    # wrapper loops over) shows the wrapper's output
+    return replace(child, name=f"{node.name}.{child.name}", outputs=child.outputs or node.outputs)
 
 
 def limit(node: ModuleNode, depth: int | None = None, top: int | None = None) -> ModuleNode:
