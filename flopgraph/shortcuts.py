@@ -266,6 +266,53 @@ def _multihead_attention(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, 
     return out, _contiguous(shape, q)
 
 
+_RNNS = (nn.LSTM, nn.GRU, nn.RNN)
+
+
+def _rnn(m: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A recurrent layer on a dense sequence (not packed), with or without a given state.
+
+    Its meta run steps through the sequence in torch's Python reference code, a cell's
+    matmuls and gates per step and layer (seconds for a vision model's LSTM blocks).
+    The output is a row-major [L, N, D x H_out] tensor, transposed for ``batch_first``
+    ([L, D x H_out] unbatched); each state is a row-major [D x layers, N, H] (H_out for
+    h, hidden_size for an LSTM's c)."""
+    if kwargs or not 1 <= len(args) <= 2:
+        return None
+    x, w = args[0], _param(m, "weight_ih_l0")
+    if not _float(x) or x.dim() not in (2, 3) or w is None or x.shape[-1] != m.input_size:
+        return None
+    if any(p.dtype != x.dtype for p in m._parameters.values() if p is not None):
+        return None
+    batched = x.dim() == 3
+    steps = x.shape[1] if batched and m.batch_first else x.shape[0]
+    batch: tuple[int, ...] = ((x.shape[0] if m.batch_first else x.shape[1]),) if batched else ()
+    d = 2 if m.bidirectional else 1
+    h_out = getattr(m, "proj_size", 0) or m.hidden_size
+    sizes = [h_out, m.hidden_size] if isinstance(m, nn.LSTM) else [h_out]
+    states = [(d * m.num_layers, *batch, h) for h in sizes]
+    if steps == 0 or not _states_fit(args[1] if len(args) == 2 else None, states, x):
+        return None
+    if batched:
+        out = _contiguous((steps, *batch, d * h_out), x)
+        out = out.transpose(0, 1) if m.batch_first else out
+    else:
+        out = _contiguous((steps, d * h_out), x)
+    made = tuple(_contiguous(shape, x) for shape in states)
+    return out, (made if isinstance(m, nn.LSTM) else made[0])
+
+
+def _states_fit(hx: Any, shapes: list[tuple[int, ...]], x: torch.Tensor) -> bool:
+    """No initial state, or one of exactly the expected shapes, dtype and layout."""
+    if hx is None:
+        return True
+    given = hx if isinstance(hx, tuple) else (hx,)
+    return len(given) == len(shapes) and all(
+        _float(h) and h.dtype == x.dtype and tuple(h.shape) == s
+        for h, s in zip(given, shapes, strict=True)
+    )
+
+
 # --- binary elementwise functions ------------------------------------------------------------
 
 _SCALARS = (int, float)
@@ -345,6 +392,7 @@ _MODULES: dict[type, Shortcut] = {
     nn.LayerNorm: _layer_norm,
     nn.AdaptiveAvgPool2d: _adaptive_avg_pool2d,
     nn.MultiheadAttention: _multihead_attention,
+    **{cls: _rnn for cls in _RNNS},
 }
 """Exact module types only: a subclass (or a parametrized module) runs for real."""
 _ANY_DEVICE = frozenset({_same_shape, _batch_norm})

@@ -81,6 +81,40 @@ def test_module_shortcut_matches_meta_run(
             _same(got, m(*args, **kwargs))
 
 
+def _rnn_cases() -> list[Any]:
+    cases: list[Any] = []
+    settings = [{}, {"batch_first": True}, {"bidirectional": True, "num_layers": 2}]
+    for cls in (nn.LSTM, nn.GRU, nn.RNN):
+        for kw in [*settings, {"proj_size": 3} if cls is nn.LSTM else {"num_layers": 3}]:
+            for x in (t(5, 2, 4), t(5, 4)):
+                cases.append((cls(4, 6, **kw), (x,), True))
+    lstm = nn.LSTM(4, 6, num_layers=2)  # a given state of the right shapes; then a wrong one
+    cases.append((lstm, (t(5, 2, 4), (t(2, 2, 6), t(2, 2, 6))), True))
+    cases.append((nn.GRU(4, 6), (t(5, 2, 4), t(1, 2, 6)), True))
+    cases.append((nn.GRU(4, 6), (t(5, 2, 4), t(1, 3, 6)), False))  # the op's own error
+    cases.append((nn.GRU(4, 6), (t(5, 2, 3),), False))  # wrong input width
+    cases.append((nn.GRU(4, 6), (t(5, 2, 4, dtype=torch.float64),), False))
+    cases.append((nn.GRU(4, 6), (t(5, 4, 2).transpose(1, 2),), False))  # a strided input
+    return cases
+
+
+@pytest.mark.parametrize("m, args, expected", _rnn_cases())
+def test_recurrent_shortcut_matches_meta_run(
+    m: nn.Module, args: tuple[Any, ...], expected: bool
+) -> None:
+    # a recurrent layer's meta run steps through torch's reference cells: seconds on a
+    # vision model's LSTM blocks, where the shortcut takes microseconds
+    m = _module(m)
+    got = module_output(m, args, {})
+    assert (got is not None) is expected
+    if got is not None:
+        with torch.no_grad():
+            want = m(*args)
+        out, state = got
+        _same(out, want[0])
+        _same(state, want[1])
+
+
 @pytest.mark.parametrize("batch_first", [True, False])
 @pytest.mark.parametrize(
     "kwargs",
