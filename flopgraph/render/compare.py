@@ -84,6 +84,7 @@ def _notable(r: ModuleRow) -> bool:
 
 
 def summary_lines(c: Comparison) -> list[str]:
+    """Two sentences: the input, convention and frontend; both totals and the gap."""
     inputs = ", ".join(map(str, c.inputs)) or "no tensor input"
     d = c.difference
     real = ", real run" if c.frontend.real_run else ""
@@ -133,6 +134,7 @@ def module_cells(c: Comparison, r: ModuleRow) -> list[str]:
 
 
 def ops_behind(diffs: tuple[Difference, ...]) -> str:
+    """The ops as ``2x add [functional op]; 1x relu [...]``, in order of first appearance."""
     groups: dict[tuple[str, str], int] = {}
     for d in diffs:
         key = (d.op, d.reason.value)
@@ -168,6 +170,7 @@ def _reason_table(c: Comparison) -> Table:
 
 
 def peer_cells(p: PeerResult) -> list[str]:
+    """The cells of :data:`PEER_COLUMNS`."""
     if p.raw is None or p.flops is None:
         return [p.name, f"{p.status}: {p.reason}", p.unit, "-", "-", "-"]
     status = "ok" if p.reconciled else f"ok (NOT reconciled: {p.unexplained:+,} unexplained)"
@@ -176,6 +179,7 @@ def peer_cells(p: PeerResult) -> list[str]:
 
 
 def gap_lines(p: PeerResult) -> Iterator[str]:
+    """The peer's walk from its raw total to flopgraph's FLOPs, a line per gap."""
     if p.raw is None:
         yield f"{p.status}: {p.reason}"
         return
