@@ -466,27 +466,40 @@ def _compare_module() -> Any:
         return None
 
 
+_COMPARISON_RENDERERS: dict[str, tuple[str, str]] = {
+    "markdown": (".render.compare", "compare_markdown"),
+    "csv": (".render.compare_csv", "compare_csv"),
+    "html": (".render.compare_html", "compare_html"),
+}
+"""Format -> (module, function) of the comparison's file renderers."""
+
+
 def _emit_comparison(result: Any, fmt: str, ns: argparse.Namespace) -> None:
+    render = _comparison_renderer(fmt)
     if fmt == "json" and hasattr(result, "to_json"):
         _write(result.to_json(indent=2) + "\n", ns)
-    elif fmt == "markdown" and _comparison_markdown() is not None:
-        text = _comparison_markdown()(result)  # type: ignore[misc]
+    elif render is not None:
+        text = render(result)
         _write(text if text.endswith("\n") else text + "\n", ns)
     elif fmt in ("table", "tree") and not ns.output:
         _console().print(result)
     elif fmt in ("table", "tree"):
         _write(_plain(result), ns)
     else:
-        raise UsageError(f"--compare cannot write --format {fmt}; use table, json or markdown")
+        known = ", ".join(["table", "json", *filter(_comparison_renderer, _COMPARISON_RENDERERS)])
+        raise UsageError(f"--compare cannot write --format {fmt}; use one of {known}")
 
 
-def _comparison_markdown() -> Any:
-    """The comparison's Markdown renderer, where this flopgraph has one."""
+def _comparison_renderer(fmt: str) -> Any:
+    """The comparison's renderer for ``fmt``, where this flopgraph has one."""
+    if fmt not in _COMPARISON_RENDERERS:
+        return None
+    module, name = _COMPARISON_RENDERERS[fmt]
     try:
-        module = importlib.import_module(".render.compare", __package__)
+        found = importlib.import_module(module, __package__)
     except ModuleNotFoundError:
         return None
-    return getattr(module, "compare_markdown", None)
+    return getattr(found, name, None)
 
 
 def _plain(renderable: Any) -> str:

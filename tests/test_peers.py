@@ -5,6 +5,7 @@ against the value derived by hand from its documented rules.
 """
 
 import copy
+import csv
 import io
 
 import pytest
@@ -16,6 +17,8 @@ import flopgraph
 import flopgraph.render.compare
 from flopgraph.examples import LeNet
 from flopgraph.peers import PEERS, GapKind, PeerResult, PeerSpec, Share, conventions, run_peer
+from flopgraph.render.compare_csv import compare_csv
+from flopgraph.render.compare_html import compare_html
 
 pytest.importorskip("thop")
 pytest.importorskip("ptflops")
@@ -137,6 +140,16 @@ def test_peers_rendered_in_every_format(compared):
     assert f"- {ADDS:+,} missed ops: add x8" in md
     d = compared.to_dict()["peers"]
     assert [p["name"] for p in d] == NAMES and all(p["reconciled"] for p in d)
+    rows = [r for r in csv.DictReader(io.StringIO(compare_csv(compared))) if r["kind"] == "peer"]
+    assert [r["name"] for r in rows] == NAMES
+    for r, p in zip(rows, compared.peers, strict=True):
+        assert (r["peer_status"], r["peer_unit"], r["reconciled"]) == ("ok", p.unit, "true")
+        factor = 2 if p.unit == "MAC" else 1  # a reported MAC is 2 FLOPs
+        assert int(r["peer_raw"]) == p.raw and int(r["peer_flops"]) == factor * p.raw
+        assert int(r["graph_flops"]) == p.graph_flops == compared.graph.flops
+        assert int(r["difference_flops"]) == p.graph_flops - factor * p.raw
+    page = compare_html(compared)
+    assert '<table id="peers">' in page and f"<li>{ADDS:+,} missed ops: add x8" in page
 
 
 def _boom(model, args, kw) -> int:
@@ -180,6 +193,11 @@ def test_crashing_peers_are_reported_and_the_comparison_stands():
         assert p.status == "failed" and p.raw is None, p.name
         assert p.reason.endswith("ValueError: no real arithmetic here"), p.reason
     assert "failed: " in flopgraph.render.compare.compare_markdown(c)
+    rows = [r for r in csv.DictReader(io.StringIO(compare_csv(c))) if r["kind"] == "peer"]
+    assert [(r["name"], r["peer_status"], r["peer_raw"], r["reconciled"]) for r in rows] == [
+        (name, "failed", "", "") for name in NAMES
+    ]
+    assert all(r["note"] == p.reason for r, p in zip(rows, c.peers, strict=True))
     assert_untouched(model, before)
 
 
@@ -230,7 +248,7 @@ def test_a_corrupted_peer_rule_leaves_the_gap_unexplained(monkeypatch):
     # restated 2 x 282,336 MACs too many, at 2 FLOPs per MAC; the walk shows it as a leftover
     (gap,) = [g for g in p.gaps if g.kind is GapKind.UNEXPLAINED]
     assert p.unexplained == gap.delta == 2 * (2 * LENET_CONV) == 1_129_344
-    assert "NOT reconciled" in "\n".join(flopgraph.render.compare._gap_lines(p))
+    assert "NOT reconciled" in "\n".join(flopgraph.render.compare.gap_lines(p))
 
 
 def test_a_corrupted_dispatch_peer_rule_is_caught(monkeypatch):

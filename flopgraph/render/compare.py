@@ -3,7 +3,9 @@
 Pure functions: they build a renderable or a string and print nothing. Both
 show the same parts: totals, the module tree (graph, hooks, difference, call
 counts and the ops behind each difference), the differences by reason, the
-peers if any, and the reconciliation line.
+peers if any, and the reconciliation line. The cells of those parts are built
+here once, for these and for the HTML page (:mod:`.compare_html`); CSV
+(:mod:`.compare_csv`) writes exact integers instead.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..differences import Difference, ModuleRow
+from ..differences import Difference, ModuleRow, Reason
 from ..peers import STATED_UNIT, PeerResult
 from ..report import _ancestors
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 MODULE_COLUMNS = ("module", "type", "calls graph/hooks", "graph FLOPs", "hook FLOPs",
                   "difference", "ops behind it")  # fmt: skip
+REASON_COLUMNS = ("reason", "ops", "FLOPs", "MACs", "why")
 PEER_COLUMNS = ("counter", "status", "reports", "raw total", "in FLOPs", "flopgraph - counter")
 
 
@@ -42,17 +45,17 @@ def compare_table(c: Comparison, *, all_modules: bool = False) -> RenderableType
 
 def compare_markdown(c: Comparison, *, all_modules: bool = False) -> str:
     """The same content as :func:`compare_table`, as GitHub Markdown."""
-    lines = [f"## {c.model}: graph against hooks", "", *_summary(c), ""]
-    lines += _md_table(MODULE_COLUMNS, [_module_cells(c, r) for r in rows(c, all_modules)])
+    lines = [f"## {c.model}: graph against hooks", "", *summary_lines(c), ""]
+    lines += _md_table(MODULE_COLUMNS, [module_cells(c, r) for r in rows(c, all_modules)])
     if c.differences:
         lines += ["", "### Differences by reason", ""]
-        lines += _md_table(("reason", "ops", "FLOPs", "MACs", "why"), _reason_cells(c))
+        lines += _md_table(REASON_COLUMNS, reason_cells(c))
     if c.peers:
         lines += ["", "### Other counters", "", f"All gaps in {STATED_UNIT}.", ""]
-        lines += _md_table(PEER_COLUMNS, [_peer_cells(p) for p in c.peers])
+        lines += _md_table(PEER_COLUMNS, [peer_cells(p) for p in c.peers])
         for p in c.peers:
             lines += ["", f"**{p.name}** ({p.mechanism}):", ""]
-            lines += [f"- {line}" for line in _gap_lines(p)]
+            lines += [f"- {line}" for line in gap_lines(p)]
     return "\n".join([*lines, "", f"**{c.reconciliation}**", ""])
 
 
@@ -80,7 +83,8 @@ def _notable(r: ModuleRow) -> bool:
     )
 
 
-def _summary(c: Comparison) -> list[str]:
+def summary_lines(c: Comparison) -> list[str]:
+    """Two sentences: the input, convention and frontend; both totals and the gap."""
     inputs = ", ".join(map(str, c.inputs)) or "no tensor input"
     d = c.difference
     real = ", real run" if c.frontend.real_run else ""
@@ -94,7 +98,7 @@ def _summary(c: Comparison) -> list[str]:
 
 
 def _header(c: Comparison) -> Panel:
-    return Panel("\n".join(_summary(c)), title=f"flopgraph compare: {c.model}", expand=False)
+    return Panel("\n".join(summary_lines(c)), title=f"flopgraph compare: {c.model}", expand=False)
 
 
 def _module_table(c: Comparison, all_modules: bool) -> Table:
@@ -104,13 +108,21 @@ def _module_table(c: Comparison, all_modules: bool) -> Table:
             col, justify="left" if col in ("module", "type", "ops behind it") else "right"
         )
     for r in rows(c, all_modules):
-        table.add_row(*map(Text, _module_cells(c, r)))
+        table.add_row(*map(Text, module_cells(c, r)))
     return table
 
 
-def _module_cells(c: Comparison, r: ModuleRow) -> list[str]:
-    level = 0 if not r.path else r.path.count(".") + 1
-    name = "  " * level + (r.path.rsplit(".", 1)[-1] if r.path else "(model)")
+def module_name(r: ModuleRow) -> tuple[int, str]:
+    """The row's level below the model and its own name (``(model)`` for the model)."""
+    if not r.path:
+        return 0, "(model)"
+    return r.path.count(".") + 1, r.path.rsplit(".", 1)[-1]
+
+
+def module_cells(c: Comparison, r: ModuleRow) -> list[str]:
+    """The cells of :data:`MODULE_COLUMNS`; the name indented two spaces a level."""
+    level, short = module_name(r)
+    name = "  " * level + short
     calls = f"{r.graph_calls}/{r.hook_calls}"
     if r.forward_without_call:
         calls += f" (+{r.forward_without_call} forward only)"
@@ -118,10 +130,11 @@ def _module_cells(c: Comparison, r: ModuleRow) -> list[str]:
         calls += " never called"
     kind = f"{r.type} (leaf)" if r.leaf else r.type
     return [name, kind, calls, f"{r.graph.flops:,}", f"{r.hooks.flops:,}",
-            f"{r.difference.flops:,}", _ops_behind(c.differences_in(r.path))]  # fmt: skip
+            f"{r.difference.flops:,}", ops_behind(c.differences_in(r.path))]  # fmt: skip
 
 
-def _ops_behind(diffs: tuple[Difference, ...]) -> str:
+def ops_behind(diffs: tuple[Difference, ...]) -> str:
+    """The ops as ``2x add [functional op]; 1x relu [...]``, in order of first appearance."""
     groups: dict[tuple[str, str], int] = {}
     for d in diffs:
         key = (d.op, d.reason.value)
@@ -129,12 +142,19 @@ def _ops_behind(diffs: tuple[Difference, ...]) -> str:
     return "; ".join(f"{n}x {op} [{reason}]" for (op, reason), n in groups.items())
 
 
-def _reason_cells(c: Comparison) -> list[list[str]]:
-    counts: dict[str, int] = {}
+def reason_counts(c: Comparison) -> dict[Reason, int]:
+    """Reason -> how many differences have it (the ops behind :meth:`Comparison.by_reason`)."""
+    counts: dict[Reason, int] = {}
     for d in c.differences:
-        counts[d.reason.value] = counts.get(d.reason.value, 0) + 1
+        counts[d.reason] = counts.get(d.reason, 0) + 1
+    return counts
+
+
+def reason_cells(c: Comparison) -> list[list[str]]:
+    """The cells of :data:`REASON_COLUMNS`, one row per reason with differences."""
+    counts = reason_counts(c)
     return [
-        [reason.value, str(counts[reason.value]), f"{cost.flops:,}", f"{cost.macs:,}",
+        [reason.value, str(counts[reason]), f"{cost.flops:,}", f"{cost.macs:,}",
          reason.explanation]
         for reason, cost in c.by_reason().items()
     ]  # fmt: skip
@@ -142,14 +162,15 @@ def _reason_cells(c: Comparison) -> list[list[str]]:
 
 def _reason_table(c: Comparison) -> Table:
     table = Table(title="differences by reason")
-    for col in ("reason", "ops", "FLOPs", "MACs", "why"):
+    for col in REASON_COLUMNS:
         table.add_column(col, justify="right" if col in ("ops", "FLOPs", "MACs") else "left")
-    for cells in _reason_cells(c):
+    for cells in reason_cells(c):
         table.add_row(*map(Text, cells))
     return table
 
 
-def _peer_cells(p: PeerResult) -> list[str]:
+def peer_cells(p: PeerResult) -> list[str]:
+    """The cells of :data:`PEER_COLUMNS`."""
     if p.raw is None or p.flops is None:
         return [p.name, f"{p.status}: {p.reason}", p.unit, "-", "-", "-"]
     status = "ok" if p.reconciled else f"ok (NOT reconciled: {p.unexplained:+,} unexplained)"
@@ -157,7 +178,8 @@ def _peer_cells(p: PeerResult) -> list[str]:
             f"{p.graph_flops - p.flops:,}"]  # fmt: skip
 
 
-def _gap_lines(p: PeerResult) -> Iterator[str]:
+def gap_lines(p: PeerResult) -> Iterator[str]:
+    """The peer's walk from its raw total to flopgraph's FLOPs, a line per gap."""
     if p.raw is None:
         yield f"{p.status}: {p.reason}"
         return
@@ -177,9 +199,9 @@ def _peer_table(peers: tuple[PeerResult, ...]) -> Group:
             col, justify="left" if col in ("counter", "status", "reports") else "right"
         )
     for p in peers:
-        table.add_row(*map(Text, _peer_cells(p)))
+        table.add_row(*map(Text, peer_cells(p)))
     unit = Text(f"gaps in {STATED_UNIT}; each walk ends at flopgraph's FLOPs")
-    walks = [Text(f"{p.name}: " + "\n  ".join(_gap_lines(p))) for p in peers]
+    walks = [Text(f"{p.name}: " + "\n  ".join(gap_lines(p))) for p in peers]
     return Group(table, unit, *walks)
 
 

@@ -31,11 +31,11 @@ def render_csv(
     report: Report, *, depth: int | None = None, by: str = "module", top: int | None = None
 ) -> str:
     if by == "module":
-        return _write(MODULE_FIELDS, _module_rows(report, depth))
+        return write_rows(MODULE_FIELDS, _module_rows(report, depth))
     if by == "operator":
         rows = [(r.op, r.calls, r.status, r.macs, r.flops) for r in operator_rows(report, top)]
-        return _write(OPERATOR_FIELDS, rows)
-    return _write(OP_FIELDS, _op_rows(report, top))
+        return write_rows(OPERATOR_FIELDS, rows)
+    return write_rows(OP_FIELDS, _op_rows(report, top))
 
 
 def _module_rows(report: Report, depth: int | None) -> Iterable[Sequence[object]]:
@@ -65,7 +65,8 @@ def _ratio(x: Fraction | None) -> str:
     return "" if x is None else f"{float(x):.6g}"
 
 
-def _write(fields: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+def write_rows(fields: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A header row, then the rows: every flopgraph CSV is written this one way."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(fields)

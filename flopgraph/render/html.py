@@ -20,7 +20,8 @@ from .ops import MORE, operator_rows
 from .summary import skipped_items, totals_items
 from .tree import ModuleNode, display_tree, flatten, label
 
-_STATIC = files(__package__) / "static"
+STATIC = files(__package__) / "static"
+"""The pages' stylesheet and script, inlined into every page (no external resources)."""
 
 
 def render_html(report: Report, *, units: Units = "auto") -> str:
@@ -39,7 +40,7 @@ def render_html(report: Report, *, units: Units = "auto") -> str:
         '<head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>flopgraph: {esc(report.model)}</title>",
-        f"<style>{_STATIC.joinpath('report.css').read_text()}</style>",
+        f"<style>{STATIC.joinpath('report.css').read_text()}</style>",
         f"<script>{_ERROR_TRAP}</script>",
         "</head><body>",
         f"<h1>flopgraph: {esc(report.model)}</h1>",
@@ -61,7 +62,7 @@ def render_html(report: Report, *, units: Units = "auto") -> str:
         _operators(report, units),
         _skipped(report),
         f'<script type="application/json" id="flopgraph-data">{_json(data)}</script>',
-        f"<script>{_STATIC.joinpath('report.js').read_text()}</script>",
+        f"<script>{STATIC.joinpath('report.js').read_text()}</script>",
         "</body></html>",
     ]) + "\n"  # fmt: skip
 
