@@ -3,6 +3,11 @@
     python scripts/bench.py                          # every case (about 12 minutes on 2 cores)
     python scripts/bench.py --cases resnet50:1 llama7b --tools flopgraph fvcore
     python scripts/bench.py depth                    # time per recorded op, 8 vs 80 layers
+    python scripts/bench.py zoo --every 6 --json s.json   # against a real forward, wide zoo
+
+``zoo`` (scripts/bench_zoo.py, issue #16; ``zoo --help`` for its options) times
+``analyze`` against FlopCounterMode around a real CPU forward on the models of
+scripts/wide_zoo_catalog.py, at batch 1 and 8, each model in a forked child.
 
 Cases: resnet50, vit_b_16, convnext_tiny and efficientnet_b0 at batch 1 and 32
 (``name:batch``; torchvision, weights=None, on the CPU, a 224 x 224 input),
@@ -292,8 +297,13 @@ TOOLS["flopgraph-depth"] = _depth_tool
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["zoo"]:  # its own options: see scripts/bench_zoo.py
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_zoo import main as zoo
+
+        raise SystemExit(zoo(sys.argv[2:]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("mode", nargs="?", choices=("tools", "depth"), default="tools")
+    ap.add_argument("mode", nargs="?", choices=("tools", "depth", "zoo"), default="tools")
     ap.add_argument("--cases", nargs="+", default=list(cases()), choices=list(cases()))
     ap.add_argument("--tools", nargs="+", default=[t for t in TOOLS if t != "flopgraph-depth"])
     ap.add_argument("--layers", nargs="+", type=int, default=[8, 80])
