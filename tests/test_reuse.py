@@ -5,6 +5,7 @@ must not) and that the count is the hand-derived one, equal to a run without reu
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -129,6 +130,30 @@ def test_blocks_differing_in_a_setting_are_not_replayed_for_each_other() -> None
     assert fast.records == slow.records
     for i, (macs, flops) in enumerate(per_block):
         assert fast.by_module()[f"blocks.{i}"] == flopgraph.Cost(macs, flops)
+
+
+class Scaled(nn.Module):
+    """A setting that is a ``functools.partial`` made per block, as FNet makes its
+    Fourier transform: equal partials are one structure, different ones are not."""
+
+    def __init__(self, power: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.act = nn.ReLU()
+        self.op = functools.partial(torch.pow, exponent=power)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(self.act(self.fc(x)))
+
+
+def test_blocks_holding_equal_partials_are_replayed() -> None:
+    model = nn.Sequential(Scaled(2), Scaled(2), Scaled(3)).eval()
+    fast, slow, on, off = both(model, (3, 8), Scaled)
+    assert (on, off) == (2, 3)  # the two pow-2 blocks share one run
+    assert fast.records == slow.records
+    assert [r.op for r in fast.records if r.module == "2"] == [
+        r.op for r in fast.records if r.module == "0"
+    ]
 
 
 class Counter(nn.Module):

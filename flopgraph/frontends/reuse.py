@@ -23,6 +23,7 @@ with and without reuse); ``analyze(..., reuse=False)`` turns it off.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -67,6 +68,8 @@ def _value(v: Any) -> Any:
         return ("set", frozenset(_value(x) for x in v))
     if isinstance(v, dict):
         return ("dict", tuple((k, _value(x)) for k, x in v.items()))
+    if isinstance(v, functools.partial):  # one per layer, of the same function (FNet's FFT)
+        return ("partial", _value(v.func), _value(v.args), _value(v.keywords))
     return ("object", id(v))
 
 
