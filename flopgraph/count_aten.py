@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 from .count import make_record, param_bytes
 from .frontends.aten import AtenOp, AtenTrace, ModuleCall, TorchCall, describe_call
+from .frontends.reuse import _moved_path, changed
 from .handlers.context import OpContext
 from .records import OpRecord
 from .registry import Registry, Rule, builtin_packet, default_name, tensor_method
@@ -29,19 +30,37 @@ def count_aten(trace: AtenTrace, registry: Registry) -> list[OpRecord]:
 
 
 def _records(trace: AtenTrace, registry: Registry, names: dict[str, int]) -> Iterator[OpRecord]:
+    made: dict[int, list[OpRecord]] = {}  # item id -> its records
     for item in trace.items:
-        if isinstance(item, AtenOp):
-            yield _op_record(item, registry, names)
-            continue
-        if isinstance(item, ModuleCall):
-            yield _module_record(item, registry, names)
-            continue
-        record = _call_record(item, registry, names)
-        if record is not None:
-            yield record
+        origin = trace.origins.get(id(item))
+        if origin is not None and id(origin[0]) in made:
+            # a replayed block's item: the records of the item it copies, moved
+            copied, old, new = origin
+            records = [
+                changed(r, node=_unique(r.op, names), module=_moved_path(r.module, old, new))
+                for r in made[id(copied)]
+            ]
         else:
-            for op in item.ops:
-                yield _op_record(op, registry, names)
+            records = list(_item_records(item, registry, names))
+        made[id(item)] = records
+        yield from records
+
+
+def _item_records(
+    item: AtenOp | ModuleCall | TorchCall, registry: Registry, names: dict[str, int]
+) -> Iterator[OpRecord]:
+    if isinstance(item, AtenOp):
+        yield _op_record(item, registry, names)
+        return
+    if isinstance(item, ModuleCall):
+        yield _module_record(item, registry, names)
+        return
+    record = _call_record(item, registry, names)
+    if record is not None:
+        yield record
+    else:
+        for op in item.ops:
+            yield _op_record(op, registry, names)
 
 
 def _unique(name: str, names: dict[str, int]) -> str:

@@ -151,6 +151,9 @@ class AtenTrace:
     module_outputs: Mapping[str, tuple[TensorMeta, ...]] = field(default_factory=dict)
     """Module path -> the tensors its forward returned (its last forward call), see
     :func:`returned`."""
+    origins: Mapping[int, tuple[Any, str, str]] = field(default_factory=dict)
+    """Replayed items (by id) -> the item each copies and the block paths (old, new):
+    see ``reuse.Reuse.origins``."""
 
     def ops(self) -> Iterator[AtenOp]:
         """Every recorded aten op, in order."""
@@ -546,9 +549,11 @@ def _record(
     # the short road through fake tensors assumes static shapes
     fast = None if twins.fake_mode is None or fake_mode is not None else fast_fake(twins.fake_mode)
     recorder = _Recorder(paths, fast, _ruled_modules(model, twins, registry))
+    reuse = None
     if mode == "fake" and fake_mode is None and REUSE.get():
         user = dict(model.named_modules())
-        Reuse(recorder, user).install({p: twins.module(m) for p, m in user.items()})
+        reuse = Reuse(recorder, user)
+        reuse.install({p: twins.module(m) for p, m in user.items()})
 
     t_args, t_kwargs = twins.value(tuple(args)), twins.value(dict(kwargs))
     try:
@@ -563,8 +568,9 @@ def _record(
         ) from e
     notes = "; ".join(n for n in (note, moved) if n)
     return AtenTrace(
-        tuple(recorder.items), dict(recorder.calls), mode == "real", notes, dict(recorder.outputs)
-    )
+        tuple(recorder.items), dict(recorder.calls), mode == "real", notes,
+        dict(recorder.outputs), {} if reuse is None else reuse.origins,
+    )  # fmt: skip
 
 
 def returned(value: Any) -> tuple[TensorMeta, ...]:

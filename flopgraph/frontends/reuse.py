@@ -27,7 +27,7 @@ import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -189,6 +189,10 @@ class Reuse:
         self.user = user
         """Module path -> the user's module, for the rule-counted calls a replay moves."""
         self.seen: dict[Any, _Template] = {}
+        self.origins: dict[int, tuple[Any, str, str]] = {}
+        """id of a replayed item -> (the item it copies, the block path it was moved
+        from, the one it was moved to): its records are that item's, moved (see
+        ``count_aten``)."""
         self.fresh: dict[int, Any] = {}
         """id -> (cache, empty when first seen), for the caches the calls pass."""
         self.structures = Structures()
@@ -254,7 +258,10 @@ class Reuse:
     def _replay(self, template: _Template, path: str) -> None:
         rec = self.recorder
         old = template.path
-        rec.items.extend(self._moved(item, old, path) for item in template.items)
+        for item in template.items:
+            moved = self._moved(item, old, path)
+            self.origins[id(moved)] = (item, old, path)
+            rec.items.append(moved)
         for p, n in template.calls.items():
             p = _moved_path(p, old, path)
             rec.calls[p] = rec.calls.get(p, 0) + n
@@ -265,15 +272,23 @@ class Reuse:
         from .aten import ModuleCall, TorchCall
 
         def where(p: str) -> str:
-            return new + p[len(old) :] if p == old or p.startswith(old + ".") else p
+            return _moved_path(p, old, new)
 
         if isinstance(item, ModuleCall):
             path = where(item.path)
             return _moved_call(item, path, self.user[path], where)
         if isinstance(item, TorchCall):
-            ops = tuple(replace(op, module=where(op.module)) for op in item.ops)
-            return replace(item, module=where(item.module), ops=ops)
-        return replace(item, module=where(item.module))
+            ops = tuple(changed(op, module=where(op.module)) for op in item.ops)
+            return changed(item, module=where(item.module), ops=ops)
+        return changed(item, module=where(item.module))
+
+
+def changed(item: Any, **fields: Any) -> Any:
+    """``dataclasses.replace`` for the frozen records a replay copies by the thousand,
+    without re-running ``__init__`` (a quarter of its time): the same fields, some new."""
+    new = object.__new__(type(item))
+    new.__dict__.update(item.__dict__, **fields)
+    return new
 
 
 def _moved_path(p: str, old: str, new: str) -> str:
@@ -285,5 +300,5 @@ def _moved_path(p: str, old: str, new: str) -> str:
 def _moved_call(
     item: ModuleCall, path: str, module: torch.nn.Module, where: Callable[[str], str]
 ) -> ModuleCall:
-    ops = tuple(replace(op, module=where(op.module)) for op in item.ops)
-    return replace(item, path=path, module=module, ops=ops)
+    ops = tuple(changed(op, module=where(op.module)) for op in item.ops)
+    return changed(item, path=path, module=module, ops=ops)
