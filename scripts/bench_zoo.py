@@ -111,19 +111,12 @@ def measure(model: Any, args: tuple, kwargs: dict, reps: int) -> dict[str, Any]:
 
 def bench_one(key: str, threads: int, reps: int) -> dict[str, Any]:
     """The job for ``run_isolated``: build ``key`` once, measure it at each batch."""
-    import torch
-    from wide_zoo import _first_line
-    from wide_zoo_catalog import build
+    from wide_zoo import built
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    row: dict[str, Any] = {"key": key}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model, args, kwargs = build(key)
-    except Exception as e:
-        return {**row, "status": "setup", "error": _first_line(e)}
+    row, made = built(key, threads)
+    if made is None:
+        return row
+    model, args, kwargs = made
     for batch in BATCHES:
         inputs = (args, kwargs) if batch == 1 else batched(args, kwargs, batch)
         if inputs is None:

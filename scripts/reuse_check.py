@@ -28,23 +28,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from wide_zoo import _first_line, _interleaved, _load, _preload, _save, run_isolated  # noqa: E402
-from wide_zoo_catalog import FAMILIES, build, entries  # noqa: E402
+from wide_zoo import _first_line, _interleaved, _load, _preload, _save, built, run_isolated  # noqa: E402
+from wide_zoo_catalog import FAMILIES, entries  # noqa: E402
 
 
 def check_one(key: str, threads: int) -> dict[str, Any]:
-    import torch
-
     import flopgraph
 
-    torch.set_num_threads(threads)
-    row: dict[str, Any] = {"key": key}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model, args, kwargs = build(key)
-    except Exception as e:
-        return {**row, "status": "setup", "error": _first_line(e)}
+    row, made = built(key, threads)
+    if made is None:
+        return row
+    model, args, kwargs = made
     reports = {}
     for reuse in (False, True, False):  # the first run warms up: the third is timed
         start = time.perf_counter()

@@ -124,6 +124,19 @@ def _analysis(model: Any, args: tuple, kwargs: dict, convention: str) -> dict[st
     }
 
 
+def built(key: str, threads: int) -> tuple[dict[str, Any], Any]:
+    """The start of a job in a child: torch's threads and seed set, ``key`` built with
+    warnings off. (row, (model, args, kwargs)), or (a ``setup`` row, None)."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return {"key": key}, build(key)
+    except Exception as e:
+        return {"key": key, "status": "setup", "error": _first_line(e)}, None
+
+
 def run_one(key: str, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
