@@ -31,7 +31,6 @@ import statistics
 import sys
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -230,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-run", action="store_true", help="only print the tables from --json")
     a = p.parse_args(argv)
 
-    from wide_zoo import _load, _machine, _preload, _save, run_isolated
+    from wide_zoo import _load, _machine, _preload, _save, run_all, run_isolated
 
     path = Path(a.json)
     data = _load(path)
@@ -249,13 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         def one(key: str) -> dict[str, Any]:
             return run_isolated(key, a.threads, a.timeout, job)
 
-        with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-            for i, row in enumerate(pool.map(one, todo), 1):
-                data["results"][row["key"]] = row
-                _save(path, data)
-                r1, r8 = _cell(row, 1)[0], _cell(row, 8)[0]
-                print(f"[{i}/{len(todo)}] {row['key']:<50} {r1:>10} {r8:>10} "
-                      f"{row['wall_s']:>6.1f}s", flush=True)  # fmt: skip
+        def line(row: dict[str, Any]) -> str:
+            r1, r8 = _cell(row, 1)[0], _cell(row, 8)[0]
+            return f"{r1:>10} {r8:>10} {row['wall_s']:>6.1f}s"
+
+        run_all(todo, data, path, a.jobs, one, line)
         data["meta"]["runs"][-1].update(
             seconds=round(time.perf_counter() - start, 1), load_at_end=os.getloadavg()
         )

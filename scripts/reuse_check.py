@@ -22,13 +22,20 @@ import sys
 import time
 import warnings
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from wide_zoo import _first_line, _interleaved, _load, _preload, _save, built, run_isolated  # noqa: E402
+from wide_zoo import (  # noqa: E402
+    _first_line,
+    _interleaved,
+    _load,
+    _preload,
+    built,
+    run_all,
+    run_isolated,
+)
 from wide_zoo_catalog import FAMILIES, entries  # noqa: E402
 
 
@@ -82,14 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     def one(key: str) -> dict[str, Any]:
         return run_isolated(key, a.threads, a.timeout, check_one)
 
-    with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-        for i, row in enumerate(pool.map(one, todo), 1):
-            data["results"][row["key"]] = row
-            _save(path, data)
-            off, on = row.get("reuse=False", {}), row.get("reuse=True", {})
-            times = f"{off.get('seconds', '-')} s -> {on.get('seconds', '-')} s"
-            print(f"[{i}/{len(todo)}] {row['key']:<50} {row['status']:<8} {times} "
-                  f"{row.get('error', '')}", flush=True)  # fmt: skip
+    def line(row: dict[str, Any]) -> str:
+        off, on = row.get("reuse=False", {}), row.get("reuse=True", {})
+        times = f"{off.get('seconds', '-')} s -> {on.get('seconds', '-')} s"
+        return f"{row['status']:<8} {times} {row.get('error', '')}"
+
+    run_all(todo, data, path, a.jobs, one, line)
     counts = Counter(r["status"] for k, r in data["results"].items() if k in keys)
     print(json.dumps(dict(counts)))
     return 1 if counts.get("differs") else 0

@@ -231,6 +231,23 @@ def run_isolated(
 # ---------------------------------------------------------------------------- the run
 
 
+def run_all(
+    todo: list[str],
+    data: dict[str, Any],
+    path: Path,
+    jobs: int,
+    one: Callable[[str], dict[str, Any]],
+    line: Callable[[dict[str, Any]], str],
+) -> None:
+    """``one(key)`` for every key of ``todo``, ``jobs`` at a time: each row stored in
+    ``data`` and saved to ``path`` as it comes, and printed as ``[i/n] key line(row)``."""
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for i, row in enumerate(pool.map(one, todo), 1):
+            data["results"][row["key"]] = row
+            _save(path, data)
+            print(f"[{i}/{len(todo)}] {row['key']:<50} {line(row)}", flush=True)
+
+
 def _preload(families: list[str]) -> None:
     """Import the heavy libraries once, before forking (children inherit them)."""
     for fam, mods in {
@@ -324,13 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     def one(key: str) -> dict[str, Any]:
         return run_isolated(key, a.threads, a.timeout)
 
-    with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-        for i, row in enumerate(pool.map(one, todo), 1):
-            data["results"][row["key"]] = row
-            _save(path, data)
-            extra = row.get("error") or _brief(row)
-            print(f"[{i}/{len(todo)}] {row['key']:<50} {row['status']:<8} "
-                  f"{row['wall_s']:>6.1f}s {extra}", flush=True)  # fmt: skip
+    def line(row: dict[str, Any]) -> str:
+        extra = row.get("error") or _brief(row)
+        return f"{row['status']:<8} {row['wall_s']:>6.1f}s {extra}"
+
+    run_all(todo, data, path, a.jobs, one, line)
     data["meta"]["runs"][-1].update(seconds=round(time.perf_counter() - start, 1),
                                     load_at_end=os.getloadavg())  # fmt: skip
     _save(path, data)
