@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from .count import make_record, param_bytes
 from .frontends.aten import AtenOp, AtenTrace, ModuleCall, TorchCall, describe_call
-from .frontends.reuse import _moved_path, changed
+from .frontends.reuse import changed, moved_path
 from .handlers.context import OpContext
 from .records import OpRecord
 from .registry import Registry, Rule, builtin_packet, default_name, tensor_method
@@ -37,7 +37,7 @@ def _records(trace: AtenTrace, registry: Registry, names: dict[str, int]) -> Ite
             # a replayed block's item: the records of the item it copies, moved
             copied, old, new = origin
             records = [
-                changed(r, node=_unique(r.op, names), module=_moved_path(r.module, old, new))
+                changed(r, node=_unique(r.op, names), module=moved_path(r.module, old, new))
                 for r in made[id(copied)]
             ]
         else:

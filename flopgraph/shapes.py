@@ -22,6 +22,7 @@ import torch
 import torch.fx
 from torch.nn.utils.rnn import PackedSequence
 from torch.utils._python_dispatch import _disable_current_modes
+from torch.utils._pytree import tree_map
 
 from .errors import (
     BOUNDARIES,
@@ -120,32 +121,27 @@ class _Twins:
             return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device)
 
     def value(self, v: Any, memo: dict[int, Any] | None = None) -> Any:
-        """An input with every tensor in it replaced by its twin: containers rebuilt,
-        and an object holding tensors (a key/value cache) copied with its attributes
-        twinned, so that a forward writing into it (``cache.update``) writes into the
-        copy, never into the user's object. Anything holding no tensor is itself."""
+        """An input with every tensor in it replaced by its twin: containers rebuilt (as
+        pytree rebuilds them), and an object holding tensors (a key/value cache) copied
+        with its attributes twinned, so that a forward writing into it
+        (``cache.update``) writes into the copy, never into the user's object. An object
+        holding no tensor is itself."""
         memo = {} if memo is None else memo
+        return tree_map(lambda leaf: self._leaf(leaf, memo), v)
+
+    def _leaf(self, v: Any, memo: dict[int, Any]) -> Any:
         if isinstance(v, torch.Tensor):
             return self.tensor(v)
-        if id(v) in memo:
-            return memo[id(v)]
-        memo[id(v)] = v  # a cycle back to ``v`` while copying it keeps the original
-        out: Any = v
-        if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):
-            items = [self.value(x, memo) for x in v]
-            if any(a is not b for a, b in zip(items, v, strict=True)):
-                out = type(v)(items)
-        elif isinstance(v, dict) and type(v) is dict:
-            values = {k: self.value(x, memo) for k, x in v.items()}
-            if any(values[k] is not v[k] for k in v):
-                out = values
-        elif _holds_state(v):
+        if not _holds_state(v):
+            return v
+        if id(v) not in memo:
+            memo[id(v)] = v  # a cycle back to ``v`` while copying it keeps the original
             attrs = {k: self.value(x, memo) for k, x in vars(v).items()}
             if any(attrs[k] is not x for k, x in vars(v).items()):
-                out = copy.copy(v)
-                vars(out).update(attrs)
-        memo[id(v)] = out
-        return out
+                copied = copy.copy(v)
+                vars(copied).update(attrs)
+                memo[id(v)] = copied
+        return memo[id(v)]
 
     def module(self, m: torch.nn.Module) -> torch.nn.Module:
         """A shallow copy of ``m`` whose tensors are twins and whose hooks are the

@@ -89,6 +89,16 @@ def test_a_cache_holding_tokens_runs_every_layer() -> None:
     cores = [r for r in fast.records if r.op == "scaled_dot_product_attention"]
     assert [r.macs for r in cores] == [4 * 1 * 8 * 32] * 3
 
+    # the user's cache comes out as it went in: the trace wrote into a copy
+    given = past()
+    cache = next(iter(given.values()))
+    layers = [(layer.keys, layer.values) for layer in cache.layers]
+    flopgraph.analyze(real, torch.zeros(1, 1, dtype=torch.int64), kwargs=given)
+    assert cache.get_seq_length() == 7
+    for layer, (keys, values) in zip(cache.layers, layers, strict=True):
+        assert layer.keys is keys and layer.values is values
+        assert type(layer.keys) is torch.Tensor and layer.keys.shape == (1, 4, 7, 16)
+
 
 class Block(nn.Module):
     """A linear, then ``extra`` more ReLUs: blocks differing only in ``extra`` have

@@ -263,17 +263,15 @@ class Reuse:
             self.origins[id(moved)] = (item, old, path)
             rec.items.append(moved)
         for p, n in template.calls.items():
-            p = _moved_path(p, old, path)
+            p = moved_path(p, old, path)
             rec.calls[p] = rec.calls.get(p, 0) + n
         for p, o in template.outputs.items():
-            rec.outputs[_moved_path(p, old, path)] = o
+            rec.outputs[moved_path(p, old, path)] = o
 
     def _moved(self, item: Any, old: str, new: str) -> Any:
         from .aten import ModuleCall, TorchCall
 
-        def where(p: str) -> str:
-            return _moved_path(p, old, new)
-
+        where = functools.partial(moved_path, old=old, new=new)
         if isinstance(item, ModuleCall):
             path = where(item.path)
             return _moved_call(item, path, self.user[path], where)
@@ -291,7 +289,7 @@ def changed(item: Any, **fields: Any) -> Any:
     return new
 
 
-def _moved_path(p: str, old: str, new: str) -> str:
+def moved_path(p: str, old: str, new: str) -> str:
     """``p`` under block ``old`` moved to block ``new``; a path outside ``old`` (a
     module the block shares with others) stays."""
     return new + p[len(old) :] if p == old or p.startswith(old + ".") else p

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 from torch._subclasses.fake_tensor import DataDependentOutputException
-from torch.utils._pytree import tree_leaves, tree_map
+from torch.utils._pytree import tree_leaves
 
 from ..errors import BOUNDARIES, InputError, TraceError
 from ..registry import Registry
@@ -112,15 +112,15 @@ def _step(
     weights = [twins.tensor(t) for t in (*model.parameters(), *model.buffers())]
     memory.see(weights)
 
-    def twin(v: Any) -> Any:
-        if not isinstance(v, torch.Tensor):
-            return v
-        t = twins.tensor(v)
-        if v.requires_grad and t.is_leaf and not t.requires_grad:
-            t.requires_grad_()
-        return t
-
-    t_args, t_kwargs = tree_map(twin, args), tree_map(twin, dict(kwargs))
+    # inputs as the forward-only trace copies them (an object holding tensors, a
+    # cache, is copied, never written into); an input that asks for its gradient keeps
+    # asking (twins are memoised per tensor: the same twin as in the copies)
+    t_args, t_kwargs = twins.value(tuple(args)), twins.value(dict(kwargs))
+    for v in tree_leaves((args, kwargs)):
+        if isinstance(v, torch.Tensor) and v.requires_grad:
+            t = twins.tensor(v)
+            if t.is_leaf and not t.requires_grad:
+                t.requires_grad_()
     memory.see((t_args, t_kwargs))
     state: set[int] = set()
     name, label = "", ""
