@@ -13,6 +13,8 @@ import torch
 
 from .count import module_path
 from .errors import InputError, SkippedOpWarning, TrainingModeWarning
+from .frontends.capacity import ROUTINGS, RoutingPolicy
+from .frontends.capacity import routing as routed
 from .frontends.isolation import isolated
 from .frontends.reuse import replaying
 from .frontends.training import OptimizerSpec
@@ -24,7 +26,7 @@ from .params import ParamStats, module_param_counts
 from .pipeline import Counted, Frontend, run, run_step, run_symbolic
 from .presets import FVCORE, TORCH
 from .progress import ProgressFn, no_progress
-from .records import OpRecord, TensorMeta
+from .records import OpRecord, TensorMeta, changed
 from .registry import Registry, Rule, Target, default_name
 from .report import ModuleInfo, Report
 from .symbolic import Sizes, symbolic_specs
@@ -49,6 +51,7 @@ def analyze(
     attention: Attention = "full",
     hints: Mapping[str, int] | None = None,
     reuse: bool = True,
+    routing: RoutingPolicy = "bound",
 ) -> Report:
     """Count the exact MACs and FLOPs of ``model`` on ``inputs``, op by op.
 
@@ -85,6 +88,12 @@ def analyze(
     layers of a transformer) runs its forward once per distinct call and the other
     calls replay its records (see :mod:`flopgraph.frontends.reuse`); False runs every
     call. The counts are the same either way.
+
+    ``routing``: a router with an expert capacity (Switch Transformers, NLLB-MoE) drops
+    tokens depending on the routing, so by default (``"bound"``) the real run counts
+    the most any routing can make the experts do, its choices spread evenly (see
+    :mod:`flopgraph.frontends.capacity`); ``"taken"`` counts the routing the run
+    chooses. Models without such a router count the same either way.
     """
     progress = progress or no_progress
     if not isinstance(model, torch.nn.Module):
@@ -95,6 +104,8 @@ def analyze(
         raise InputError("loss and optimizer describe a training step: pass training=True")
     if attention not in ATTENTIONS:
         raise InputError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+    if routing not in ROUTINGS:
+        raise InputError(f"routing must be one of {ROUTINGS}, got {routing!r}")
     if symbolic_specs(args, kw):
         if training:
             raise InputError("symbolic sizes count a forward: training=True needs concrete sizes")
@@ -102,7 +113,8 @@ def analyze(
     if hints:
         raise InputError("hints are for symbolic sizes: name a size in a TensorSpec")
     _check_positions(model, args, kw)
-    with isolated(), _gc_paused(), counting(attention), replaying(reuse):  # one at a time
+    # isolated(): one analysis at a time
+    with isolated(), _gc_paused(), counting(attention), replaying(reuse), routed(routing):
         if training:
             counted = run_step(model, args, kw, registry, frontend, loss, optimizer)
         else:
@@ -295,7 +307,7 @@ def _mark_routed(
     out = []
     for r in records:
         routing = routing_of(r.module, table)
-        out.append(r if routing is None else replace(r, routing=routing))
+        out.append(r if routing is None else changed(r, routing=routing))
     return tuple(out)
 
 

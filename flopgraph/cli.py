@@ -129,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="causal: count causal attention over its unmasked triangle (model FLOPs)",
     )
     p.add_argument(
+        "--routing",
+        default="bound",
+        choices=("bound", "taken"),
+        help="routers with an expert capacity (Switch, NLLB-MoE): count the capacity "
+        "bound, or the routing the real run takes (with --real)",
+    )
+    p.add_argument(
         "--generate",
         metavar="P,K[,B]",
         help="a causal LM's generation: prefill of P prompt tokens, K decode steps with "
@@ -327,7 +334,8 @@ def _run(ns: argparse.Namespace) -> None:
     with _progress(ns) as progress:
         report = analyze_module.analyze(
             loaded.model, inputs.args, kwargs=dict(inputs.kwargs), convention=ns.convention,
-            frontend=ns.frontend, progress=progress, attention=ns.attention, **step,
+            frontend=ns.frontend, progress=progress, attention=ns.attention,
+            routing=ns.routing, **step,
         )  # fmt: skip
     view = View(by=ns.by, depth=ns.depth, top=ns.top, units=ns.units)
     if ns.summary:

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 
 from .count import make_record, param_bytes
 from .frontends.aten import AtenOp, AtenTrace, ModuleCall, TorchCall, describe_call
-from .frontends.reuse import changed, moved_path
+from .frontends.reuse import moved_path
 from .handlers.context import OpContext
-from .records import OpRecord
+from .records import OpRecord, changed
 from .registry import Registry, Rule, builtin_packet, default_name, tensor_method
 
 VIEW = Rule("view", None, "a view of its input (data movement)")

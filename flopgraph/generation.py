@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any
@@ -31,10 +31,11 @@ from typing import Any
 import torch
 
 from .errors import FlopgraphError, InputError
+from .frontends.reuse import WHOLE_CACHE
 from .inputs import TensorSpec
 from .moe import find_experts
 from .params import ParamStats
-from .records import Cost, OpRecord, TensorMeta
+from .records import Cost, OpRecord, TensorMeta, changed
 from .report import FrontendInfo, ModuleInfo, Report
 
 _WRAPPED = "model"
@@ -182,6 +183,7 @@ def generation(
     batch: int = 1,
     *,
     convention: str = "default",
+    reuse: bool = True,
 ) -> Generation:
     """Count prefill and decode of a causal language model with its own cache code.
 
@@ -189,7 +191,8 @@ def generation(
     for real). ``prompt`` P, ``new_tokens`` K and ``batch`` B are ints >= 1. Returns a
     :class:`Generation`: ``.prefill`` (Report), ``.decode(c)`` (Report), ``.formula``
     (the decode step in c), ``.total`` (prefill + K steps), ``.per_token``,
-    ``.kv_cache_bytes(c)``.
+    ``.kv_cache_bytes(c)``. ``reuse``: as :func:`flopgraph.analyze`'s (repeated
+    layers traced once, their cache writes replayed); False runs every layer.
     """
     from .analyze import CONVENTIONS  # the orchestrator imports this module's users
 
@@ -199,7 +202,7 @@ def generation(
     if convention not in CONVENTIONS:
         raise InputError(f"unknown convention {convention!r}; known: {', '.join(CONVENTIONS)}")
     key = _cache_argument(model)
-    steps = _Steps(model, key, batch, convention)
+    steps = _Steps(model, key, batch, convention, reuse)
     prefill, _, _ = steps.at(prompt)
     formula, cache = _fit(steps, _caps(model))
     return Generation(
@@ -231,8 +234,11 @@ class _Decode(torch.nn.Module):
 class _Steps:
     """Analyses of (prefill of c tokens, decode step at c), each c once."""
 
-    def __init__(self, model: torch.nn.Module, key: str, batch: int, convention: str) -> None:
+    def __init__(
+        self, model: torch.nn.Module, key: str, batch: int, convention: str, reuse: bool = True
+    ) -> None:
         self.model, self.key, self.batch, self.convention = model, key, batch, convention
+        self.reuse = reuse
         self.params = ParamStats.of(model, find_experts(model))  # the same at every c
         self.at = lru_cache(maxsize=None)(self._at)
 
@@ -242,14 +248,14 @@ class _Steps:
         seen: list[int] = []
         wrapper = _Decode(self.model, self.key, seen)
         ids = (TensorSpec((self.batch, c), torch.int64), TensorSpec((self.batch, 1), torch.int64))
+        token = WHOLE_CACHE.set(True)  # the step reads every layer the prefill wrote
         try:
-            # no block reuse: a replayed layer would leave its cache layer empty for the step
             whole = analyze(
                 wrapper,  # type: ignore[arg-type]
                 ids,
                 frontend="aten",
                 convention=self.convention,  # type: ignore[arg-type]
-                reuse=False,
+                reuse=self.reuse,
             )
         except FlopgraphError as e:
             text = str(e).replace(f"{_Decode.__name__}.forward", f"{type(self.model).__name__}")
@@ -261,6 +267,8 @@ class _Steps:
             except TypeError:  # an error class with other arguments
                 error = FlopgraphError(message)
             raise error from e
+        finally:
+            WHOLE_CACHE.reset(token)
         marker = max(i for i, r in enumerate(whole.records) if r.module == "")
         return (
             self._report(whole, whole.records[:marker], ids[0], decode=False),
@@ -273,7 +281,7 @@ class _Steps:
     ) -> Report:
         """The prefill's or the decode step's part of ``whole``. Module outputs are
         those of each module's last call, the decode step's: the prefill's are unknown."""
-        mine = tuple(replace(r, module=_unwrap(r.module)) for r in records)
+        mine = tuple(changed(r, module=_unwrap(r.module)) for r in records)
         ran = {r.module for r in mine}
         modules = tuple(
             ModuleInfo(

@@ -12,7 +12,8 @@ of a model from its structure, so that records of their ops can say they are rou
   class name ends in ``Experts`` (DBRX stacks the experts' weights in a child); or a
   ``ModuleList`` named ``experts`` of E modules of one type (one module per expert);
 - k is the first int found among :data:`K_NAMES` on the container's parent, then on
-  the parent's other children (the router), then on ``model.config``.
+  the parent's other children (the router, or k from its class name: ``Top2Router``),
+  then on ``model.config``.
 
 Shared experts live outside the container and count as always active, as do routers.
 A container whose k cannot be found is not claimed: its records stay unmarked.
@@ -20,6 +21,7 @@ A container whose k cannot be found is not claimed: its records stay unmarked.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -106,9 +108,22 @@ def _k_near(parent: torch.nn.Module, container: torch.nn.Module) -> int | None:
     return None
 
 
+TOP_K_ROUTER = re.compile(r"Top(\d)Router$")
+"""Router classes named by the number of experts each token chooses (transformers'
+Switch Transformers and NLLB-MoE routers, which hold no k attribute)."""
+
+
+def router_k(module: Any) -> int | None:
+    """k of a router class named ``...Top<k>Router``, else None."""
+    match = TOP_K_ROUTER.search(type(module).__name__)
+    return int(match.group(1)) if match else None
+
+
 def _k_of(obj: Any) -> int | None:
     if obj is None:
         return None
+    if router_k(obj) is not None:
+        return router_k(obj)
     for name in K_NAMES:
         v = getattr(obj, name, None)
         if isinstance(v, int) and not isinstance(v, bool) and v > 0:

@@ -237,3 +237,12 @@ class SkippedOp:
     count: int
     where: tuple[str, ...]
     """Module paths of the occurrences, in graph order (``""`` is the root)."""
+
+
+def changed(item: Any, **fields: Any) -> Any:
+    """``dataclasses.replace`` for frozen records copied by the thousand (a replay's,
+    a report's), without re-running ``__init__`` (most of replace's time): the same
+    fields, some new."""
+    new = object.__new__(type(item))
+    new.__dict__.update(item.__dict__, **fields)
+    return new

@@ -3,6 +3,7 @@ with and without replaying repeated blocks, records and report compared whole.
 
     python scripts/reuse_check.py --json reuse.json            # every model of the zoo
     python scripts/reuse_check.py --family transformers --only llama
+    python scripts/reuse_check.py --generation --family transformers --json gen.json
 
 Per model (built as scripts/wide_zoo.py builds it, in a forked child with a timeout):
 ``analyze(model, inputs, frontend="aten", reuse=False)`` and the same with
@@ -12,6 +13,12 @@ node, op, module, shapes, MACs, FLOPs, bytes; the module calls) and neither fail
 Reuse applies only where the forward runs on fake tensors, so ``real`` rows (value-
 dependent forwards that ran for real) compare two plain runs. The seconds of both
 analyses are kept: the speed-up is the point of reuse.
+
+``--generation``: each model with a key/value cache argument (the causal LMs) through
+``flopgraph.generation(model, prompt=5, new_tokens=3)`` with and without reuse
+instead: the totals, both formulas in c, the prefill's records and a decode step's
+records at c = 9 compared (the step reads every layer's part of the cache the replayed
+prefill wrote); models without a cache are ``skipped``.
 """
 
 from __future__ import annotations
@@ -67,6 +74,39 @@ def check_one(key: str, threads: int) -> dict[str, Any]:
     return row
 
 
+def check_generation(key: str, threads: int) -> dict[str, Any]:
+    import flopgraph
+    from flopgraph.errors import InputError
+    from flopgraph.generation import _cache_argument
+
+    row, made = built(key, threads)
+    if made is None:
+        return row
+    model = made[0]
+    try:
+        _cache_argument(model)
+    except InputError:
+        return {**row, "status": "skipped"}
+    seen = {}
+    for reuse in (False, True):
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                g = flopgraph.generation(model, prompt=5, new_tokens=3, reuse=reuse)
+                step = g.decode(9)
+        except Exception as e:
+            row[f"reuse={reuse}"] = {"error": _first_line(e)}
+            continue
+        row[f"reuse={reuse}"] = {"seconds": round(time.perf_counter() - start, 3),
+                                 "flops": g.total.flops}  # fmt: skip
+        seen[reuse] = (g.total, g.formula, g.cache_bytes, g.prefill.to_json(), step.to_json())
+    if len(seen) < 2:
+        return {**row, "status": "failed" if not seen else "differs"}
+    row["status"] = "equal" if seen[False] == seen[True] else "differs"
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--json", default="reuse-check.json", help="results file (resumed if present)")
@@ -75,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--generation", action="store_true", help="compare generation() instead")
     a = p.parse_args(argv)
     families = a.family or list(FAMILIES)
     _preload(families)
@@ -87,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(keys)} models, {len(todo)} to run", flush=True)
 
     def one(key: str) -> dict[str, Any]:
-        return run_isolated(key, a.threads, a.timeout, check_one)
+        check = check_generation if a.generation else check_one
+        return run_isolated(key, a.threads, a.timeout, check)
 
     def line(row: dict[str, Any]) -> str:
         off, on = row.get("reuse=False", {}), row.get("reuse=True", {})

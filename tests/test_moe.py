@@ -211,3 +211,41 @@ def test_torch_preset_matches_flop_counter_mode_on_the_real_forward(name: str) -
     assert sdpa > 0
     assert report.flops - sdpa == fcm.get_total_flops()
     assert sum(r.flops for r in report.records if r.op == "grouped_mm") == 0
+
+
+def test_switch_capacity_counts_the_bound_or_the_routing_taken_by_hand() -> None:
+    # Switch Transformers' top-1 router keeps at most C tokens per expert and sequence:
+    # by default the count is the capacity bound, min(S, E x C) tokens per sequence
+    # reaching an expert (spec section H); routing="taken" counts the run's routing.
+    # Per (token, expert): wi d -> f and wo f -> d (2 d f MACs, 4 d f FLOPs), relu f,
+    # times the routing weight d, index_add of the result d.
+    from conftest import assert_untouched, snapshot
+
+    d, f, e, c, b, s = 32, 48, 4, 1, 2, 8
+    config = transformers.SwitchTransformersConfig(
+        vocab_size=64, d_model=d, d_ff=f, d_kv=8, num_heads=4, num_layers=2,
+        num_sparse_encoder_layers=1, num_experts=e, expert_capacity=c,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.SwitchTransformersEncoderModel(config).eval()
+    ids = torch.randint(0, 64, (b, s))
+    pair = (2 * d * f, 4 * d * f + f + 2 * d)
+    before = snapshot(model)
+    bound = flopgraph.analyze(model, ids)
+    assert bound.skipped == {} and "counted at their capacity bound" in bound.frontend.note
+    assert _routed(bound) == (b * min(s, e * c) * pair[0], b * min(s, e * c) * pair[1])
+    assert {r.routing for r in bound.records if r.routing} == {flopgraph.Routing(1, e)}
+    assert_untouched(model, before)
+    # a router whose scores are all equal sends every token to expert 0: C per sequence
+    with torch.no_grad():
+        model.encoder.block[1].layer[1].mlp.router.classifier.weight.zero_()
+    taken = flopgraph.analyze(model, ids, routing="taken")
+    assert _routed(taken) == (b * c * pair[0], b * c * pair[1])
+    assert "capacity bound" not in taken.frontend.note
+    assert flopgraph.analyze(model, ids).cost == bound.cost  # the bound: whatever the routing
+    # outside the routed experts the two counts agree
+    assert bound.flops - _routed(bound)[1] == taken.flops - _routed(taken)[1]
+    # a token uses 1 of the 4 experts: wi and wo, d x f each
+    assert bound.params.active == bound.params.total - (e - 1) * 2 * d * f
+    with pytest.raises(flopgraph.InputError, match="routing must be one of"):
+        flopgraph.analyze(model, ids, routing="mean")  # type: ignore[arg-type]

@@ -58,7 +58,9 @@ def test_llama_layers_run_once_and_count_the_closed_form(use_cache: bool) -> Non
         num_key_value_heads=2, vocab_size=500, use_cache=use_cache,
     )  # fmt: skip
     fast, slow, on, off = both(model, TensorSpec((2, 12), torch.int64), LlamaDecoderLayer)
-    assert (on, off) == (1, 5)  # with a cache too: it was empty when the layers began
+    # with a cache, layer 0's read of entry 0 of the cache may mean "the first layer"
+    # as well as "my own": layer 1 runs too, and reads only its own entry
+    assert (on, off) == ((2, 5) if use_cache else (1, 5))
     want = llama_closed_form(config, 12, b=2)
     assert (fast.macs, fast.flops) == (want.macs, want.flops)
     assert fast.records == slow.records and fast.to_json() == slow.to_json()
@@ -67,27 +69,30 @@ def test_llama_layers_run_once_and_count_the_closed_form(use_cache: bool) -> Non
     assert layer4 == fast.by_module()["model.layers.0"] and layer4.macs > 0
 
 
-def test_a_cache_holding_tokens_runs_every_layer() -> None:
+@pytest.mark.parametrize("lengths", [(7, 7, 7, 7), (7, 7, 5, 7)])
+def test_a_cache_holding_tokens_replays_layers_whose_own_part_is_alike(lengths) -> None:
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
     model, config = _llama(
-        hidden_size=64, intermediate_size=160, num_hidden_layers=3, num_attention_heads=4,
+        hidden_size=64, intermediate_size=160, num_hidden_layers=4, num_attention_heads=4,
         vocab_size=500, use_cache=True,
     )  # fmt: skip
     real = model.to_empty(device="cpu")
 
     def past() -> dict[str, object]:
-        cache = transformers.DynamicCache()
-        for i in range(3):  # 7 past tokens in every layer: each layer reads its own part
-            cache.update(torch.zeros(1, 4, 7, 16), torch.zeros(1, 4, 7, 16), i)
+        cache = transformers.DynamicCache(config=config)
+        for i, n in enumerate(lengths):  # n past tokens in layer i: each reads its own part
+            cache.update(torch.zeros(1, 4, n, 16), torch.zeros(1, 4, n, 16), i)
         return {_cache_argument(real): cache}
 
     fast, slow, on, off = both(real, torch.zeros(1, 1, dtype=torch.int64), LlamaDecoderLayer, past)
-    assert (on, off) == (3, 3)
+    # layers 0 and 1 run (layer 0 cannot tell its own entry from the first); a layer
+    # whose part holds another length runs; the others replay
+    assert (on, off) == (2 + len(set(lengths[2:]) - {lengths[1]}), 4)
     assert fast.records == slow.records
-    # attention over 7 + 1 positions in each layer: 4 heads x 1 x 8 x (16 + 16) MACs
+    # attention over n + 1 positions in each layer: 4 heads x 1 x (n + 1) x (16 + 16) MACs
     cores = [r for r in fast.records if r.op == "scaled_dot_product_attention"]
-    assert [r.macs for r in cores] == [4 * 1 * 8 * 32] * 3
+    assert [r.macs for r in cores] == [4 * 1 * (n + 1) * 32 for n in lengths]
 
     # the user's cache comes out as it went in: the trace wrote into a copy
     given = past()
@@ -95,9 +100,88 @@ def test_a_cache_holding_tokens_runs_every_layer() -> None:
     layers = [(layer.keys, layer.values) for layer in cache.layers]
     flopgraph.analyze(real, torch.zeros(1, 1, dtype=torch.int64), kwargs=given)
     assert cache.get_seq_length() == 7
-    for layer, (keys, values) in zip(cache.layers, layers, strict=True):
+    for layer, (keys, values), n in zip(cache.layers, layers, lengths, strict=True):
         assert layer.keys is keys and layer.values is values
-        assert type(layer.keys) is torch.Tensor and layer.keys.shape == (1, 4, 7, 16)
+        assert type(layer.keys) is torch.Tensor and layer.keys.shape == (1, 4, n, 16)
+
+
+def test_a_generation_decodes_from_the_cache_the_replayed_prefill_wrote() -> None:
+    # the decode step reads every layer's part of the cache the prefill left: a
+    # replayed prefill layer writes its part as the layer it copies did
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    model, config = _llama(
+        hidden_size=64, intermediate_size=160, num_hidden_layers=5, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=500,
+    )  # fmt: skip
+    with forward_calls(LlamaDecoderLayer) as on:
+        fast = flopgraph.generation(model, prompt=6, new_tokens=3, batch=2)
+        step = fast.decode(9)
+    with forward_calls(LlamaDecoderLayer) as off:
+        slow = flopgraph.generation(model, prompt=6, new_tokens=3, batch=2, reuse=False)
+    assert on[0] < off[0] / 2
+    assert fast.total == slow.total and step.records == slow.decode(9).records
+    # attention over 9 + 1 positions in each of the 5 layers: 2 x 4 heads x 10 x 16 MACs
+    cores = [r for r in step.records if r.op == "scaled_dot_product_attention"]
+    assert [r.macs for r in cores] == [2 * 4 * 10 * (16 + 16)] * 5
+    # keys and values of 5 layers, 2 sequences, 2 kv heads of 16, fp32
+    assert fast.kv_cache_bytes(9) == 2 * 5 * 2 * 2 * 9 * 16 * 4 == slow.kv_cache_bytes(9)
+
+
+class ToyLayer:
+    def __init__(self) -> None:
+        self.keys = torch.zeros(0, 4)
+
+
+class ToyCache:
+    """A cache as transformers lays it out: one entry per layer in ``layers``."""
+
+    def __init__(self, n: int) -> None:
+        self.layers = [ToyLayer() for _ in range(n)]
+
+    def get_seq_length(self) -> int:
+        return self.layers[0].keys.shape[0]
+
+
+class CacheBlock(nn.Module):
+    """Appends x to its own entry and attends over it; ``peek`` also reads the first
+    entry, whose length then sets how many more ReLUs run."""
+
+    def __init__(self, layer_idx: int, peek: bool) -> None:
+        super().__init__()
+        self.fc, self.layer_idx, self.peek = nn.Linear(4, 4), layer_idx, peek
+
+    def forward(self, x: torch.Tensor, cache: ToyCache) -> torch.Tensor:
+        own = cache.layers[self.layer_idx]
+        own.keys = torch.cat([own.keys, x])
+        x = self.fc(x) @ own.keys.T @ own.keys
+        for _ in range(cache.layers[0].keys.shape[0] if self.peek else 0):
+            x = torch.relu(x)
+        return x
+
+
+class CacheStack(nn.Module):
+    def __init__(self, peek: bool) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(CacheBlock(i, peek) for i in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cache = ToyCache(4)
+        for block in self.blocks:
+            x = block(x, cache)
+        return x
+
+
+@pytest.mark.parametrize("peek", [False, True])
+def test_a_block_reading_another_layers_cache_entry_is_not_replayed(peek: bool) -> None:
+    # on 3 x 4 tokens each block: fc 3*4*4 MACs (+ 3*4 bias), scores 3*4*3, values 3*3*4
+    # MACs; with peek, layer i sees the first entry holding 3 tokens (layer 0 itself,
+    # written first): 3 ReLUs of 12 elements each
+    fast, slow, on, off = both(CacheStack(peek), (3, 4), CacheBlock)
+    assert (on, off) == ((4, 4) if peek else (2, 4))
+    assert fast.records == slow.records
+    macs = 4 * (3 * 4 * 4 + 3 * 4 * 3 + 3 * 3 * 4)
+    assert fast.cost == flopgraph.Cost(macs, 2 * macs + 4 * 12 + (4 * 3 * 12 if peek else 0))
 
 
 class Block(nn.Module):

@@ -15,6 +15,16 @@ by construction; what a library derives from it at construction time (a sliding
 window, a dense or routed MLP) is in the structure through the attributes and
 parameters it sets.
 
+A transformers key/value cache passed to a block (``cache.layers``, one entry per
+layer) enters the key through the block's own layer of it (``cache.layers[i]`` for
+the block's index i, its tensors by shape): a prefill's layers each find their part
+empty, a decode step's each find c tokens in it. The first call's writes to its own
+layer are kept and a replay makes them in the new block's layer, so the cache a
+forward leaves is whole (``generation()`` decodes from it). A call that reads another
+layer, iterates the layers or changes the cache otherwise is never replayed; one whose
+own index is 0 cannot tell its own layer from the first, so the next call runs too and
+becomes the template if it reads only its own.
+
 Exactness rests on a forward's ops being a function of that structure and those
 arguments. ``scripts/reuse_check.py`` checks it on the wide zoo (every record equal
 with and without reuse); ``analyze(..., reuse=False)`` turns it off.
@@ -24,6 +34,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import operator
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -32,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils._pytree import tree_flatten
+
+from ..records import changed
 
 if TYPE_CHECKING:
     from .aten import ModuleCall, _Recorder
@@ -119,19 +132,128 @@ class Structures:
         return self.ids.setdefault(own, len(self.ids))
 
 
-def _arguments(args: tuple[Any, ...], kwargs: dict[str, Any], fresh: dict[int, Any]) -> Any:
-    """The key of a call's arguments; None when one is a key/value cache that held
-    tokens when the trace first saw it (each layer reads its own part of it, which
-    the key cannot see). A cache that was empty then, as a forward without past
-    tokens makes it, is read by no layer before that layer writes its own part."""
+def _arguments(
+    args: tuple[Any, ...], kwargs: dict[str, Any], fresh: dict[int, Any], own: int | None
+) -> tuple[Any, list[Any]] | None:
+    """The key of a call's arguments and the caches whose layer ``own`` (the block's
+    index) the key holds; None when the key cannot see what the call reads: a cache
+    without per-layer entries for ``own`` that held tokens when the trace first saw it
+    (or any such cache, where :data:`WHOLE_CACHE` is set). A cache that was empty then,
+    as a forward without past tokens makes it, is read by no layer before that layer
+    writes its own part."""
     leaves, spec = tree_flatten((args, kwargs))
+    parts, slots = [], []
     for v in leaves:
-        if _is_cache(v):
-            if id(v) not in fresh:
-                fresh[id(v)] = (v, not _holds_tokens(v))
-            if not fresh[id(v)][1]:
-                return None
-    return (str(spec), tuple(_value(v) for v in leaves))
+        if not _is_cache(v):
+            parts.append(_value(v))
+            continue
+        layers = _layers(v)
+        if own is not None and layers is not None and 0 <= own < len(layers):
+            slots.append(v)
+            parts.append(("cache", id(v), _state(layers[own])))
+            continue
+        if id(v) not in fresh:
+            fresh[id(v)] = (v, not _holds_tokens(v))
+        if WHOLE_CACHE.get() or not fresh[id(v)][1]:
+            return None
+        parts.append(_value(v))
+    return (str(spec), tuple(parts)), slots
+
+
+def _layers(cache: Any) -> list[Any] | None:
+    layers = getattr(cache, "__dict__", {}).get("layers")
+    return layers if type(layers) is list else None
+
+
+def _state(layer: Any) -> Any:
+    """A cache layer as it enters a key: its attributes, tensors by shape."""
+    return (type(layer), tuple((k, _value(v)) for k, v in vars(layer).items()))
+
+
+class _Watched(list):  # type: ignore[type-arg]
+    """A cache's layer list while a block's first call runs: which entries it read."""
+
+    def __init__(self, items: list[Any]) -> None:
+        super().__init__(items)
+        self.read: set[Any] = set()
+
+    def __getitem__(self, i: Any) -> Any:
+        self.read.add(i if isinstance(i, int) else "other")
+        return super().__getitem__(i)
+
+    def __iter__(self) -> Iterator[Any]:
+        self.read.add("all")
+        return super().__iter__()
+
+
+@dataclass(frozen=True)
+class _Writes:
+    """What a block's first call did to its own layer of each cache it was passed."""
+
+    attrs: tuple[dict[str, Any], ...] | None
+    """Per cache, the layer attributes the call set; None when it did more than that
+    (read another layer, iterated them, changed the cache elsewhere)."""
+    ambiguous: bool = False
+    """Its own index was 0: a read of entry 0 may have meant the first layer."""
+
+    @property
+    def replayable(self) -> bool:
+        return self.attrs is not None and not self.ambiguous
+
+
+@contextmanager
+def _watching(caches: list[Any], own: int | None) -> Iterator[list[_Writes]]:
+    """Run a block's call with its caches' layer lists watched; the yielded list holds
+    the call's :class:`_Writes` once the call is over."""
+    out: list[_Writes] = []
+    if not caches or own is None:
+        out.append(_Writes(()))
+        yield out
+        return
+    lists = [c.__dict__["layers"] for c in caches]
+    rest = [{k: v for k, v in vars(c).items() if k != "layers"} for c in caches]
+    before = [dict(vars(layers[own])) for layers in lists]
+    watched = [_Watched(layers) for layers in lists]
+    for c, w in zip(caches, watched, strict=True):
+        c.__dict__["layers"] = w
+    try:
+        yield out
+    finally:
+        reads = set().union(*(w.read for w in watched))
+        whole = reads <= {own}
+        for c, w, layers, r in zip(caches, watched, lists, rest, strict=True):
+            items = list(list.__iter__(w))  # not the watched __iter__
+            whole &= len(items) == len(layers) and all(map(operator.is_, items, layers))
+            layers[:] = items  # the call's effect on the list, if any, on the real one
+            c.__dict__["layers"] = layers
+            now = {k: v for k, v in vars(c).items() if k != "layers"}
+            whole &= now.keys() == r.keys() and all(now[k] is v for k, v in r.items())
+        attrs = []
+        for layers, b in zip(lists, before, strict=True):
+            now = vars(layers[own])
+            whole &= b.keys() <= now.keys()
+            attrs.append({k: v for k, v in now.items() if k not in b or b[k] is not v})
+        whole &= all(
+            _fake_mode(v) is not None
+            for a in attrs
+            for v in a.values()
+            if isinstance(v, torch.Tensor)
+        )  # fmt: skip
+        ambiguous = own == 0 and 0 in reads
+        out.append(_Writes(tuple(attrs) if whole else None, ambiguous))
+
+
+def _fake_mode(t: torch.Tensor) -> Any:
+    return getattr(t, "fake_mode", None)
+
+
+def _twin(t: torch.Tensor) -> torch.Tensor:
+    """A new fake tensor like ``t``: each replayed layer holds its own (the cache's
+    bytes count each tensor once). Made outside the recorder: not an op of the model."""
+    from torch.utils._python_dispatch import _disable_current_modes
+
+    with _disable_current_modes(), _fake_mode(t):
+        return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
 
 
 def _is_cache(v: Any) -> bool:
@@ -161,8 +283,17 @@ class _Template:
     keep: Any
     """The call's arguments, kept alive: objects enter keys by identity, which must not
     be recycled by a later call's temporaries while the trace runs."""
+    writes: _Writes
+    """What it wrote into its own layer of each cache it was passed."""
+
+    @property
+    def replayable(self) -> bool:
+        return self.writes.replayable
 
 
+WHOLE_CACHE: ContextVar[bool] = ContextVar("whole_cache", default=False)
+"""Whether the cache a forward leaves must be whole (``generation()`` decodes from
+it): then a cache whose layers a replay cannot write is never passed to a replay."""
 REUSE: ContextVar[bool] = ContextVar("reuse", default=True)
 """Whether a fake-tensor trace replays repeated blocks (``analyze(..., reuse=...)``)."""
 
@@ -195,6 +326,8 @@ class Reuse:
         ``count_aten``)."""
         self.fresh: dict[int, Any] = {}
         """id -> (cache, empty when first seen), for the caches the calls pass."""
+        self.indices: dict[int, int | None] = {}
+        """id of a shadow block -> its index in its stack (see :meth:`_own`)."""
         self.structures = Structures()
         """Keys of the blocks' structure: as installed for a block's first call, as they
         are now for a later call of the same block (its forward may have changed it)."""
@@ -235,15 +368,21 @@ class Reuse:
         if rec.frame is not None or rec.grads is not None or rec.flow is not None:
             return forward(*args, **kwargs)  # inside a recorded call, or a training step
         first = rec.calls.get(path, 0) <= 1  # its hook has counted this call
-        key = (self.structures.key(shadow, now=not first), _arguments(args, kwargs, self.fresh))
-        if key[0] is None or key[1] is None:
+        own = self._own(shadow)
+        structure = self.structures.key(shadow, now=not first)
+        arguments = _arguments(args, kwargs, self.fresh, own)
+        if structure is None or arguments is None:
             return forward(*args, **kwargs)
+        key, caches = (structure, arguments[0]), arguments[1]
         template = self.seen.get(key)
-        if template is not None:
-            self._replay(template, path)
+        if template is not None and template.replayable:
+            self._replay(template, path, caches, own)
             return template.out
         start, before = len(rec.items), dict(rec.calls)
-        out = forward(*args, **kwargs)
+        with _watching(caches, own) as writes:
+            out = forward(*args, **kwargs)
+        if template is not None and not writes[0].replayable:
+            return out  # the earlier call stays the template
         calls = {
             p: n - before.get(p, 0)
             for p, n in rec.calls.items()
@@ -251,11 +390,24 @@ class Reuse:
         }  # fmt: skip
         outputs = {p: rec.outputs[p] for p in calls if p in rec.outputs}
         self.seen[key] = _Template(
-            path, tuple(rec.items[start:]), calls, outputs, out, (args, kwargs)
+            path, tuple(rec.items[start:]), calls, outputs, out, (args, kwargs), writes[0]
         )
         return out
 
-    def _replay(self, template: _Template, path: str) -> None:
+    def _own(self, shadow: torch.nn.Module) -> int | None:
+        """The block's index in its stack: the one int its modules hold under an index
+        name (``layer_idx``...), else None."""
+        if id(shadow) not in self.indices:
+            found = {
+                v
+                for m in shadow.modules()
+                for k, v in vars(m).items()
+                if k in INDEX_NAMES and type(v) is int
+            }  # fmt: skip
+            self.indices[id(shadow)] = found.pop() if len(found) == 1 else None
+        return self.indices[id(shadow)]
+
+    def _replay(self, template: _Template, path: str, caches: list[Any], own: int | None) -> None:
         rec = self.recorder
         old = template.path
         for item in template.items:
@@ -267,6 +419,10 @@ class Reuse:
             rec.calls[p] = rec.calls.get(p, 0) + n
         for p, o in template.outputs.items():
             rec.outputs[moved_path(p, old, path)] = o
+        for cache, attrs in zip(caches, template.writes.attrs or (), strict=True):
+            layer = vars(cache.__dict__["layers"][own])
+            for k, v in attrs.items():
+                layer[k] = _twin(v) if isinstance(v, torch.Tensor) else v
 
     def _moved(self, item: Any, old: str, new: str) -> Any:
         from .aten import ModuleCall, TorchCall
@@ -279,14 +435,6 @@ class Reuse:
             ops = tuple(changed(op, module=where(op.module)) for op in item.ops)
             return changed(item, module=where(item.module), ops=ops)
         return changed(item, module=where(item.module))
-
-
-def changed(item: Any, **fields: Any) -> Any:
-    """``dataclasses.replace`` for the frozen records a replay copies by the thousand,
-    without re-running ``__init__`` (a quarter of its time): the same fields, some new."""
-    new = object.__new__(type(item))
-    new.__dict__.update(item.__dict__, **fields)
-    return new
 
 
 def moved_path(p: str, old: str, new: str) -> str:
