@@ -63,6 +63,78 @@ def _holds_state(v: Any) -> bool:
     )  # fmt: skip
 
 
+class LazyTwins(dict):  # type: ignore[type-arg]
+    """A shadow module's parameters or buffers: the user's tensors until the dict is
+    first read, then (all at once) their twins. Block reuse keys blocks by reading the
+    plain dict (``dict.items(d)``: shapes and dtypes only) and replays most of them
+    without running them, so their weights are never twinned. Every other read goes
+    through these methods and sees twins only."""
+
+    def __init__(self, items: Any = (), twin: Any = None) -> None:
+        super().__init__(items)
+        self._twin = twin
+        self.made: dict[str, Any] = {}
+        """Name -> (the user's tensor, its twin), once made."""
+
+    def _fill(self) -> None:
+        twin, self._twin = self._twin, None
+        if twin is not None:  # mid-trace: outside the recording modes, as made eagerly
+            with torch._C.DisableTorchFunction(), _disable_current_modes():
+                for k, v in dict.items(self):
+                    self.made[k] = (v, twin(v))
+                    dict.__setitem__(self, k, self.made[k][1])
+
+    def original(self, key: Any, value: Any) -> Any:
+        """The user's tensor for ``value`` under ``key``, where ``value`` is its twin
+        (or still the user's); else ``value`` (the forward put another there)."""
+        made = self.made.get(key)
+        return made[0] if made is not None and made[1] is value else value
+
+    def __getitem__(self, key: Any) -> Any:
+        self._fill()
+        return dict.__getitem__(self, key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._fill()
+        dict.__setitem__(self, key, value)
+
+    def __iter__(self) -> Any:
+        self._fill()
+        return dict.__iter__(self)
+
+    def __reduce__(self) -> Any:
+        self._fill()
+        return (dict, (dict(dict.items(self)),))
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self._fill()
+        return dict.get(self, key, default)
+
+    def items(self) -> Any:
+        self._fill()
+        return dict.items(self)
+
+    def values(self) -> Any:
+        self._fill()
+        return dict.values(self)
+
+    def copy(self) -> Any:
+        self._fill()
+        return dict(dict.items(self))
+
+    def pop(self, *args: Any) -> Any:
+        self._fill()
+        return dict.pop(self, *args)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self._fill()
+        return dict.setdefault(self, key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._fill()
+        dict.update(self, *args, **kwargs)
+
+
 class _Twins:
     """Data-less stand-ins for real tensors and modules, made once per analysis."""
 
@@ -72,8 +144,12 @@ class _Twins:
         device: torch.device,
         library: str | None = None,
         fake_mode: Any = None,
+        lazy: bool = False,
     ) -> None:
         self.mode = mode
+        self.lazy = lazy
+        """Shadows twin their parameters and buffers on first use (:class:`LazyTwins`):
+        a block that block reuse replays never runs, so never needs its twins."""
         self.device = device
         self.library = library
         """The model's library, whose hooks shadows keep (see ``model_hooks``); None:
@@ -152,8 +228,12 @@ class _Twins:
             # (fake mode runs ops on small real tensors for real, as constants)
             d = {k: self._maybe(v) if isinstance(v, torch.Tensor) else v
                  for k, v in m.__dict__.items()}  # fmt: skip
-            d["_parameters"] = {k: self._maybe(v) for k, v in m._parameters.items()}
-            d["_buffers"] = {k: self._maybe(v) for k, v in m._buffers.items()}
+            if self.lazy:
+                d["_parameters"] = LazyTwins(m._parameters, self._maybe)
+                d["_buffers"] = LazyTwins(m._buffers, self._maybe)
+            else:
+                d["_parameters"] = {k: self._maybe(v) for k, v in m._parameters.items()}
+                d["_buffers"] = {k: self._maybe(v) for k, v in m._buffers.items()}
             d["_modules"] = {
                 k: None if v is None else self.module(v) for k, v in m._modules.items()
             }

@@ -544,7 +544,10 @@ def _record(
     fake_mode: Any = None,
 ) -> AtenTrace:
     device, moved = _device_of(model)
-    twins = _Twins("real" if mode == "real" else "fake", device, library_of(model), fake_mode)
+    replay = mode == "fake" and fake_mode is None and REUSE.get()
+    twins = _Twins(
+        "real" if mode == "real" else "fake", device, library_of(model), fake_mode, lazy=replay
+    )
     shadow = twins.module(model)
     paths = {id(twins.module(m)): path for path, m in model.named_modules()}
     # the short road through fake tensors assumes static shapes
@@ -559,7 +562,7 @@ def _record(
             "the routing this run chooses)"
         )) if n)  # fmt: skip
     reuse = None
-    if mode == "fake" and fake_mode is None and REUSE.get():
+    if replay:
         user = dict(model.named_modules())
         reuse = Reuse(recorder, user)
         reuse.install({p: twins.module(m) for p, m in user.items()})

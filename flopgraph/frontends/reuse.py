@@ -86,6 +86,19 @@ def _value(v: Any) -> Any:
     return ("object", id(v))
 
 
+def _tensors(d: dict[str, Any]) -> tuple[Any, ...]:
+    """A shadow's parameters or buffers as they enter a key: read without making
+    their twins (``LazyTwins``), each twin keyed as the user's tensor it stands for, so
+    that a block keys alike before and after it ran."""
+    original = getattr(d, "original", None)
+    return tuple((n, _value(t if original is None else original(n, t))) for n, t in dict.items(d))
+
+
+def _has_parameters(m: torch.nn.Module) -> bool:
+    """Whether ``m``'s subtree holds a parameter, read without making twins."""
+    return any(v is not None for sub in m.modules() for v in dict.values(sub._parameters))
+
+
 def _hooked(m: torch.nn.Module) -> bool:
     return any(m.__dict__.get(name) for name in _HOOKS)
 
@@ -121,8 +134,8 @@ class Structures:
             children.append((name, sub))
         own = (
             type(m),
-            tuple((n, _value(t)) for n, t in m._parameters.items()),
-            tuple((n, _value(t)) for n, t in m._buffers.items()),
+            _tensors(m._parameters),
+            _tensors(m._buffers),
             tuple(
                 (k, _value(v)) for k, v in m.__dict__.items()
                 if k not in _TORCH_STATE and k not in INDEX_NAMES
@@ -340,7 +353,7 @@ class Reuse:
             if not path:
                 continue
             key = self.structures.key(shadow)
-            if key is not None and shadow._modules and any(True for _ in shadow.parameters()):
+            if key is not None and shadow._modules and _has_parameters(shadow):
                 parent = path.rpartition(".")[0]
                 groups.setdefault((parent, key), []).append(path)
         for paths in groups.values():
