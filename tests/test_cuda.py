@@ -3,7 +3,7 @@ exactly as its CPU twin, FlopCounterMode around a real GPU forward agrees under 
 ``torch`` convention, and the model leaves every analysis as it came (values, running
 statistics, flags, hooks), the real runs of value-dependent models included.
 
-CI has no GPU: these run on a lent GPU machine (see docs/benchmarks.md, "On a GPU").
+CI has no GPU: these run on a lent GPU machine (docs/reliability.md, "On a real GPU").
 """
 
 from __future__ import annotations
