@@ -198,6 +198,14 @@ class _Watched(list):  # type: ignore[type-arg]
         self.read.add("all")
         return super().__iter__()
 
+    def __reversed__(self) -> Iterator[Any]:
+        self.read.add("all")
+        return super().__reversed__()
+
+    def copy(self) -> list[Any]:
+        self.read.add("all")
+        return super().copy()
+
 
 @dataclass(frozen=True)
 class _Writes:
@@ -244,7 +252,10 @@ def _watching(caches: list[Any], own: int | None) -> Iterator[list[_Writes]]:
         attrs = []
         for layers, b in zip(lists, before, strict=True):
             now = vars(layers[own])
-            whole &= b.keys() <= now.keys()
+            # a list or dict in the entry could change in place, which no write shows
+            whole &= b.keys() <= now.keys() and not any(
+                isinstance(v, (list, dict, set)) for v in now.values()
+            )
             attrs.append({k: v for k, v in now.items() if k not in b or b[k] is not v})
         whole &= all(
             _fake_mode(v) is not None
