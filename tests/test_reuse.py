@@ -144,18 +144,19 @@ class ToyCache:
 
 
 class CacheBlock(nn.Module):
-    """Appends x to its own entry and attends over it; ``peek`` also reads the first
-    entry, whose length then sets how many more ReLUs run."""
+    """Appends x to its own entry and attends over it; ``peek`` first reads the first
+    entry (``cache.get_seq_length()``), whose length then sets how many ReLUs run."""
 
     def __init__(self, layer_idx: int, peek: bool) -> None:
         super().__init__()
         self.fc, self.layer_idx, self.peek = nn.Linear(4, 4), layer_idx, peek
 
     def forward(self, x: torch.Tensor, cache: ToyCache) -> torch.Tensor:
+        past = cache.get_seq_length() if self.peek else 0
         own = cache.layers[self.layer_idx]
         own.keys = torch.cat([own.keys, x])
         x = self.fc(x) @ own.keys.T @ own.keys
-        for _ in range(cache.layers[0].keys.shape[0] if self.peek else 0):
+        for _ in range(past):
             x = torch.relu(x)
         return x
 
@@ -175,13 +176,15 @@ class CacheStack(nn.Module):
 @pytest.mark.parametrize("peek", [False, True])
 def test_a_block_reading_another_layers_cache_entry_is_not_replayed(peek: bool) -> None:
     # on 3 x 4 tokens each block: fc 3*4*4 MACs (+ 3*4 bias), scores 3*4*3, values 3*3*4
-    # MACs; with peek, layer i sees the first entry holding 3 tokens (layer 0 itself,
-    # written first): 3 ReLUs of 12 elements each
+    # MACs. With peek, each block first reads entry 0: empty for layer 0 (its own, not
+    # yet written: no ReLU), 3 tokens for layers 1-3 (3 ReLUs of 12 elements each). Layer
+    # 0 alone cannot show that entry 0 is not its own: layer 1 runs and reads entries 0
+    # and 1, so no layer replays. Replaying layer 0 would have counted no ReLU at all.
     fast, slow, on, off = both(CacheStack(peek), (3, 4), CacheBlock)
     assert (on, off) == ((4, 4) if peek else (2, 4))
     assert fast.records == slow.records
     macs = 4 * (3 * 4 * 4 + 3 * 4 * 3 + 3 * 3 * 4)
-    assert fast.cost == flopgraph.Cost(macs, 2 * macs + 4 * 12 + (4 * 3 * 12 if peek else 0))
+    assert fast.cost == flopgraph.Cost(macs, 2 * macs + 4 * 12 + (3 * 3 * 12 if peek else 0))
 
 
 class Block(nn.Module):
