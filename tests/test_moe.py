@@ -249,3 +249,44 @@ def test_switch_capacity_counts_the_bound_or_the_routing_taken_by_hand() -> None
     assert bound.params.active == bound.params.total - (e - 1) * 2 * d * f
     with pytest.raises(flopgraph.InputError, match="routing must be one of"):
         flopgraph.analyze(model, ids, routing="mean")  # type: ignore[arg-type]
+
+
+SWITCH_FACTORY = """
+import torch
+import transformers
+
+
+def switch():
+    config = transformers.SwitchTransformersConfig(
+        vocab_size=64, d_model=32, d_ff=48, d_kv=8, num_heads=4, num_layers=2,
+        num_sparse_encoder_layers=1, num_experts=4, expert_capacity=1,
+    )
+    model = transformers.SwitchTransformersEncoderModel(config).eval()
+    with torch.no_grad():  # every token chooses expert 0
+        model.encoder.block[1].layer[1].mlp.router.classifier.weight.zero_()
+    return model
+"""
+
+
+def test_cli_routing_option_counts_the_bound_or_the_routing_taken(tmp_path, capsys) -> None:
+    import json
+
+    from test_cli import in_process
+
+    path = tmp_path / "switch_factory.py"
+    path.write_text(SWITCH_FACTORY)
+    namespace: dict[str, Any] = {}
+    exec(SWITCH_FACTORY, namespace)
+    model, ids = namespace["switch"](), torch.randint(0, 64, (2, 8))
+    for how in ("bound", "taken"):
+        proc = in_process(
+            capsys, f"{path}:switch", "--input", "int64:2x8", "--real", "--routing", how,
+            "--format", "json",
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        api = flopgraph.analyze(model, ids, routing=how)  # type: ignore[arg-type]
+        assert json.loads(proc.stdout)["totals"] == {"macs": api.macs, "flops": api.flops}
+    # the bound (8 expert passes) counts 6 more than the routing taken (2), by hand
+    bound = flopgraph.analyze(model, ids)
+    taken = flopgraph.analyze(model, ids, routing="taken")
+    assert bound.macs - taken.macs == 6 * 2 * 32 * 48
