@@ -46,7 +46,7 @@ from ..errors import BOUNDARIES, TraceError
 from ..records import TensorMeta, iter_metas
 from ..registry import Registry
 from ..shapes import _check_dtypes, _Twins, on_this_machine, to_meta
-from .capacity import balance
+from .capacity import balance, bound_note
 from .fastfake import MISS, FastFake, fast_fake
 from .fx import _bind, _one_line, _where
 from .isolation import isolated
@@ -553,14 +553,8 @@ def _record(
     # the short road through fake tensors assumes static shapes
     fast = None if twins.fake_mode is None or fake_mode is not None else fast_fake(twins.fake_mode)
     recorder = _Recorder(paths, fast, _ruled_modules(model, twins, registry))
-    bound = balance(model, twins.module) if mode == "real" else []
-    if bound:
-        more = f" and {len(bound) - 1} more" if len(bound) > 1 else ""
-        note = "; ".join(n for n in (note, (
-            f"capacity-limited routers ({bound[0]}{more}) counted at their capacity bound: "
-            "each token's choices spread evenly over the experts (routing='taken' counts "
-            "the routing this run chooses)"
-        )) if n)  # fmt: skip
+    if mode == "real":  # capacity-limited routers choose as the bound needs
+        note = "; ".join(n for n in (note, bound_note(balance(model, twins.module))) if n)
     reuse = None
     if replay:
         user = dict(model.named_modules())

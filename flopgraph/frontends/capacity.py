@@ -66,6 +66,18 @@ def balance(
     return [path for path, _, _ in found]
 
 
+def bound_note(paths: list[str]) -> str:
+    """What the report's frontend note says of the routers :func:`balance` spread."""
+    if not paths:
+        return ""
+    more = f" and {len(paths) - 1} more" if len(paths) > 1 else ""
+    return (
+        f"capacity-limited routers ({paths[0]}{more}) counted at their capacity bound: "
+        "each token's choices spread evenly over the experts (routing='taken' counts the "
+        "routing this run chooses)"
+    )
+
+
 def _balanced(forward: Callable[..., torch.Tensor], k: int) -> Callable[..., torch.Tensor]:
     def scores(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         from torch.utils._python_dispatch import _disable_current_modes
