@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -17,7 +17,6 @@ from .frontends.capacity import ROUTINGS, RoutingPolicy
 from .frontends.capacity import routing as routed
 from .frontends.isolation import isolated
 from .frontends.reuse import replaying
-from .frontends.training import OptimizerSpec
 from .handlers import DEFAULT, install_extensions
 from .inputs import TensorSpec, normalize_inputs
 from .moe import ExpertGroup, find_experts, routing_of
@@ -30,6 +29,9 @@ from .records import OpRecord, TensorMeta, changed
 from .registry import Registry, Rule, Target, default_name
 from .report import ModuleInfo, Report
 from .symbolic import Sizes, symbolic_specs
+
+if TYPE_CHECKING:  # the training frontend is imported by the first training step
+    from .frontends.training import OptimizerSpec
 
 Convention = Literal["default", "fvcore", "torch"]
 

@@ -39,7 +39,6 @@ from .errors import (
 )
 from .frontends.aten import trace_aten
 from .frontends.fx import TracedGraph, trace_fx
-from .frontends.training import trace_step
 from .progress import ProgressFn, no_progress
 from .records import OpRecord, Status, TensorMeta
 from .registry import Registry
@@ -103,6 +102,8 @@ def run_step(
     if not registry.policy.training:
         raise InputError("this convention counts forward passes only (no training step)")
     _check_model(model)
+    from .frontends.training import trace_step  # imported by the first training step
+
     where = f"while recording a training step of {type(model).__name__}"
     trace, info = _guarded(
         lambda: trace_step(model, args, kwargs, registry, loss, optimizer), where
