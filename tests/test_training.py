@@ -777,3 +777,18 @@ def test_a_step_with_a_random_branch_is_refused_naming_the_line():
     assert_untouched(model, before)
     # in eval mode the branch is not taken: the forward counts
     assert flopgraph.analyze(model.eval(), x_in()).macs == N * I * H + N * H * H
+
+
+def test_the_optimizer_phase_never_takes_a_new_tensor_for_a_freed_one():
+    # the optimizer phase keys tensors by identity; a freed tensor's id is reused by the
+    # next tensor at that address, which once made a step counter (free) look like a
+    # parameter's tensor and counted its increments (AdamW with foreach: 4 flops)
+    from flopgraph.frontends.training import _ByTensor
+
+    seen, a, b = _ByTensor(), torch.zeros(()), torch.zeros(())
+    seen.put(a, "fc")
+    assert a in seen and seen.get(a) == "fc" and b not in seen
+    seen._map[id(b)] = seen._map.pop(id(a))  # as if b had been allocated at a's address
+    assert b not in seen and seen.get(b) is None
+    seen.drop(b)  # dropping a tensor it does not hold leaves the entry
+    assert id(b) in seen._map

@@ -320,11 +320,15 @@ class _Flow:
     STEP = "an optimizer's scalar bookkeeping (its step count): free, as Python arithmetic"
 
     def __init__(self, owners: _Owners) -> None:
-        self.paths: dict[int, str] = dict(owners.paths)
+        self.paths = _ByTensor()
+        """Tensor -> the module path of the parameter it comes from."""
         for t in owners.tensors():
+            path = owners.paths[id(t)]
+            self.paths.put(t, path)
             if t.grad is not None:
-                self.paths[id(t.grad)] = owners.paths[id(t)]
-        self.scalars: set[int] = set()
+                self.paths.put(t.grad, path)
+        self.scalars = _ByTensor()
+        """The step counters and what is computed from them alone."""
 
     def run(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
@@ -341,19 +345,43 @@ class _Flow:
     ) -> tuple[str, str]:
         ins = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
         outs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
-        scalar = all(
-            id(t) in self.scalars or (t.dim() == 0 and id(t) not in self.paths) for t in ins
-        )
+        scalar = all(t in self.scalars or (t.dim() == 0 and t not in self.paths) for t in ins)
         if scalar and all(t.dim() == 0 for t in outs):
-            self.scalars.update(id(t) for t in outs)
+            for t in outs:
+                self.scalars.put(t, True)
             return "", self.STEP
-        found = [self.paths[id(t)] for t in ins if id(t) in self.paths]
+        found = [self.paths.get(t) for t in ins if t in self.paths]
         path = _common(found)
         for t in outs:
-            self.scalars.discard(id(t))
+            self.scalars.drop(t)
             if found:
-                self.paths[id(t)] = path
+                self.paths.put(t, path)
         return path, ""
+
+
+class _ByTensor:
+    """A map keyed by tensor identity that a freed tensor leaves: an entry holds a
+    weak reference and counts only while it still points at the same tensor (an id
+    alone is reused by the next tensor allocated at that address, which made a step
+    counter look like a parameter's tensor now and then). Weak: the optimizer phase's
+    memory timeline sees tensors freed when the step frees them."""
+
+    def __init__(self) -> None:
+        self._map: dict[int, tuple[weakref.ref[torch.Tensor], Any]] = {}
+
+    def put(self, t: torch.Tensor, value: Any) -> None:
+        self._map[id(t)] = (weakref.ref(t), value)
+
+    def drop(self, t: torch.Tensor) -> None:
+        if t in self:
+            del self._map[id(t)]
+
+    def __contains__(self, t: torch.Tensor) -> bool:
+        entry = self._map.get(id(t))
+        return entry is not None and entry[0]() is t
+
+    def get(self, t: torch.Tensor) -> Any:
+        return self._map[id(t)][1] if t in self else None
 
 
 def _common(paths: list[str]) -> str:
