@@ -13,14 +13,13 @@ import torch
 
 from .count import module_path
 from .errors import InputError, SkippedOpWarning, TrainingModeWarning
-from .frontends.capacity import ROUTINGS, RoutingPolicy
-from .frontends.capacity import routing as routed
+from .frontends.capacity import ROUTING, ROUTINGS, RoutingPolicy
 from .frontends.isolation import isolated
-from .frontends.reuse import replaying
+from .frontends.reuse import REUSE
 from .handlers import DEFAULT, install_extensions
 from .inputs import TensorSpec, normalize_inputs
 from .moe import ExpertGroup, find_experts, routing_of
-from .options import ATTENTIONS, Attention, counting
+from .options import ATTENTIONS, Attention, counting, setting
 from .params import ParamStats, module_param_counts
 from .pipeline import Counted, Frontend, run, run_step, run_symbolic
 from .presets import FVCORE, TORCH
@@ -116,7 +115,13 @@ def analyze(
         raise InputError("hints are for symbolic sizes: name a size in a TensorSpec")
     _check_positions(model, args, kw)
     # isolated(): one analysis at a time
-    with isolated(), _gc_paused(), counting(attention), replaying(reuse), routed(routing):
+    with (
+        isolated(),
+        _gc_paused(),
+        counting(attention),
+        setting(REUSE, reuse),
+        setting(ROUTING, routing),
+    ):
         if training:
             counted = run_step(model, args, kw, registry, frontend, loss, optimizer)
         else:

@@ -34,6 +34,7 @@ from .errors import FlopgraphError, InputError
 from .frontends.reuse import WHOLE_CACHE
 from .inputs import TensorSpec
 from .moe import find_experts
+from .options import setting
 from .params import ParamStats
 from .records import Cost, OpRecord, TensorMeta, changed
 from .report import FrontendInfo, ModuleInfo, Report
@@ -248,15 +249,15 @@ class _Steps:
         seen: list[int] = []
         wrapper = _Decode(self.model, self.key, seen)
         ids = (TensorSpec((self.batch, c), torch.int64), TensorSpec((self.batch, 1), torch.int64))
-        token = WHOLE_CACHE.set(True)  # the step reads every layer the prefill wrote
         try:
-            whole = analyze(
-                wrapper,  # type: ignore[arg-type]
-                ids,
-                frontend="aten",
-                convention=self.convention,  # type: ignore[arg-type]
-                reuse=self.reuse,
-            )
+            with setting(WHOLE_CACHE, True):  # the step reads every layer the prefill wrote
+                whole = analyze(
+                    wrapper,  # type: ignore[arg-type]
+                    ids,
+                    frontend="aten",
+                    convention=self.convention,  # type: ignore[arg-type]
+                    reuse=self.reuse,
+                )
         except FlopgraphError as e:
             text = str(e).replace(f"{_Decode.__name__}.forward", f"{type(self.model).__name__}")
             message = f"generation() with {c:,} tokens in the cache: " + text.replace(
@@ -267,8 +268,6 @@ class _Steps:
             except TypeError:  # an error class with other arguments
                 error = FlopgraphError(message)
             raise error from e
-        finally:
-            WHOLE_CACHE.reset(token)
         marker = max(i for i, r in enumerate(whole.records) if r.module == "")
         return (
             self._report(whole, whole.records[:marker], ids[0], decode=False),

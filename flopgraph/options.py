@@ -7,10 +7,11 @@ metadata and the option reaches it without threading through every frontend.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Literal
+from typing import Literal, TypeVar
 
 Attention = Literal["full", "causal"]
 ATTENTIONS: tuple[str, ...] = ("full", "causal")
@@ -21,10 +22,19 @@ positions (spec section A's option for model FLOPs), forward and backward; False
 the full L x S square dense kernels compute."""
 
 
+T = TypeVar("T")
+
+
 @contextmanager
-def counting(attention: str) -> Iterator[None]:
-    token = CAUSAL_TRIANGLE.set(attention == "causal")
+def setting(var: ContextVar[T], value: T) -> Iterator[None]:
+    """``var`` set to ``value`` while the block runs: an option for one analysis (how
+    causal attention counts, block reuse, capacity routing, a whole cache)."""
+    token = var.set(value)
     try:
         yield
     finally:
-        CAUSAL_TRIANGLE.reset(token)
+        var.reset(token)
+
+
+def counting(attention: str) -> contextlib.AbstractContextManager[None]:
+    return setting(CAUSAL_TRIANGLE, attention == "causal")

@@ -10,14 +10,13 @@ are overwritten (outside the recording: not an op of the model) so that choice j
 token t is expert (k t + j) mod E, every expert receives the floor or the ceiling of
 k T / E choices, and keeps min(that, C) of them.
 
-``analyze(..., routing="taken")`` leaves the routers alone: the real run counts the
-routing its inputs and weights choose.
+``analyze(..., routing="taken")`` (:data:`ROUTING`) leaves the routers alone: the
+real run counts the routing its inputs and weights choose.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Literal
 
@@ -29,16 +28,6 @@ RoutingPolicy = Literal["bound", "taken"]
 ROUTINGS: tuple[RoutingPolicy, ...] = ("bound", "taken")
 ROUTING: ContextVar[RoutingPolicy] = ContextVar("routing", default="bound")
 """How a real run counts capacity-limited routers (``analyze(..., routing=...)``)."""
-
-
-@contextmanager
-def routing(how: RoutingPolicy) -> Iterator[None]:
-    """Set :data:`ROUTING` for one analysis."""
-    token = ROUTING.set(how)
-    try:
-        yield
-    finally:
-        ROUTING.reset(token)
 
 
 def capacity_routers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module, int]]:

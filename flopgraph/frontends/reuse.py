@@ -322,16 +322,6 @@ REUSE: ContextVar[bool] = ContextVar("reuse", default=True)
 """Whether a fake-tensor trace replays repeated blocks (``analyze(..., reuse=...)``)."""
 
 
-@contextmanager
-def replaying(on: bool) -> Iterator[None]:
-    """Set :data:`REUSE` for one analysis."""
-    token = REUSE.set(on)
-    try:
-        yield
-    finally:
-        REUSE.reset(token)
-
-
 class Reuse:
     """Installs the replaying forward on the shadow twins of candidate blocks."""
 
