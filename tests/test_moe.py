@@ -290,3 +290,17 @@ def test_cli_routing_option_counts_the_bound_or_the_routing_taken(tmp_path, caps
     bound = flopgraph.analyze(model, ids)
     taken = flopgraph.analyze(model, ids, routing="taken")
     assert bound.macs - taken.macs == 6 * 2 * 32 * 48
+
+
+@pytest.mark.parametrize("k, experts, tokens", [(1, 4, 6), (2, 4, 5), (2, 3, 4)])
+def test_balanced_scores_spread_each_tokens_choices_evenly(k, experts, tokens) -> None:
+    # choice j of token t is expert (k t + j) mod E: the scores rank it j-th; over the
+    # tokens every expert is chosen floor or ceil of k T / E times
+    from flopgraph.frontends.capacity import _balanced
+
+    scores = _balanced(lambda x: torch.zeros(2, tokens, experts), k)(None)
+    top = scores.topk(k, dim=-1).indices
+    for t in range(tokens):
+        assert top[:, t].tolist() == [[(k * t + j) % experts for j in range(k)]] * 2
+    counts = torch.bincount(top[0].flatten(), minlength=experts)
+    assert set(counts.tolist()) <= {k * tokens // experts, -(-k * tokens // experts)}
