@@ -212,19 +212,15 @@ def select(families: list[str], only: list[str], every: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from wide_zoo import zoo_options
     from wide_zoo_catalog import FAMILIES
 
     p = argparse.ArgumentParser(
         prog="bench.py zoo", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    p.add_argument("--json", default="bench-zoo.json", help="results file (resumed if present)")
-    p.add_argument("--family", action="append", choices=FAMILIES, help="only these families")
-    p.add_argument("--only", action="append", default=[], help="keys containing one of these")
+    zoo_options(p, "bench-zoo.json", 900)
     p.add_argument("--every", type=int, default=1, help="every Nth model of each family")
     p.add_argument("--reps", type=int, default=3, help="timed runs after the warm-up (median)")
-    p.add_argument("--timeout", type=float, default=900, help="seconds per model")
-    p.add_argument("--jobs", type=int, default=1, help="models run at once")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per model")
     p.add_argument("--markdown", metavar="PATH", help="also write the tables to this file")
     p.add_argument("--no-run", action="store_true", help="only print the tables from --json")
     a = p.parse_args(argv)

@@ -42,6 +42,7 @@ from wide_zoo import (  # noqa: E402
     built,
     run_all,
     run_isolated,
+    zoo_options,
 )
 from wide_zoo_catalog import FAMILIES, entries  # noqa: E402
 
@@ -109,12 +110,7 @@ def check_generation(key: str, threads: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--json", default="reuse-check.json", help="results file (resumed if present)")
-    p.add_argument("--family", action="append", choices=FAMILIES, help="only these families")
-    p.add_argument("--only", action="append", default=[], help="keys containing one of these")
-    p.add_argument("--jobs", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--timeout", type=float, default=300)
+    zoo_options(p, "reuse-check.json", 300)
     p.add_argument("--generation", action="store_true", help="compare generation() instead")
     a = p.parse_args(argv)
     families = a.family or list(FAMILIES)

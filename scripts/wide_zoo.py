@@ -300,14 +300,20 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--json", default="wide-zoo.json", help="results file (resumed if present)")
+def zoo_options(p: argparse.ArgumentParser, json_default: str, timeout: float) -> None:
+    """The options every zoo runner takes (this script, bench_zoo.py, reuse_check.py):
+    the results file, which models, and how they run."""
+    p.add_argument("--json", default=json_default, help="results file (resumed if present)")
     p.add_argument("--family", action="append", choices=FAMILIES, help="only these families")
     p.add_argument("--only", action="append", default=[], help="keys containing one of these")
     p.add_argument("--jobs", type=int, default=1, help="models run at once")
     p.add_argument("--threads", type=int, default=1, help="torch threads per model")
-    p.add_argument("--timeout", type=float, default=600, help="seconds per model")
+    p.add_argument("--timeout", type=float, default=timeout, help="seconds per model")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    zoo_options(p, "wide-zoo.json", 600)
     p.add_argument("--limit", type=int, default=0, help="at most this many new models")
     p.add_argument("--redo", action="store_true", help="rerun models the file already has")
     p.add_argument("--list", action="store_true", help="print the keys and stop")
