@@ -176,6 +176,7 @@ class _Run:
         finally:
             for h in handles:
                 h.remove()
+            self.twins.close()
         direct = {p: n - self.module_calls[p] for p, n in self.forward_runs.items()}
         return HookCount(
             calls=tuple(self.calls),

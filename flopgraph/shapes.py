@@ -157,6 +157,9 @@ class _Twins:
         """Where fake twins of data-less (meta) inputs live: the model's device."""
         self._tensors: dict[int, torch.Tensor] = {}
         self._modules: dict[int, torch.nn.Module] = {}
+        self._storages: dict[int, torch.Tensor | None] = {}
+        """Data pointer of a real storage -> the empty twin of the first tensor on it, or
+        None where that one went through ``from_tensor`` (see :meth:`_fake_twin`)."""
         self.fake_mode: Any = fake_mode
         """The FakeTensorMode of the analysis: made here, or given (a symbolic analysis
         brings one with its ShapeEnv, and inputs already made in it)."""
@@ -177,7 +180,7 @@ class _Twins:
                 device = t.device if _has_kernels(t) else self.device
                 twin = self._empty_fake(t, device)
             elif self.fake_mode is not None:
-                twin = self.fake_mode.from_tensor(t, static_shapes=True)
+                twin = self._fake_twin(t)
             elif self.mode == "real":
                 twin = t.detach().clone()
             else:
@@ -185,14 +188,87 @@ class _Twins:
             self._tensors[id(t)] = twin
         return twin
 
-    def _empty_fake(self, t: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """A data-less fake tensor like ``t`` on ``device``: wrapped straight from a new
+    def close(self) -> None:
+        """Break the reference cycles of the shadows (each one's ``_apply`` bound to
+        itself, a block's replaying forward, lazy twins bound to this object), so that
+        reference counting frees the shadows, their fake tensors and all a trace
+        recorded as soon as the analysis drops them. Left in cycles, they wait for
+        Python's cyclic collector, which then walks every one of them (a third of a
+        warm analysis of an 80-layer model). The shadows are not run again."""
+        for shadow in self._modules.values():
+            d = shadow.__dict__
+            d.pop("_apply", None)
+            d.pop("forward", None)  # block reuse's replaying wrapper (or the user's own)
+            for store in (d.get("_parameters"), d.get("_buffers")):
+                if isinstance(store, LazyTwins):
+                    store._twin = None
+        self._modules.clear()
+        self._tensors.clear()
+        self._storages.clear()
+
+    def _fake_twin(self, t: torch.Tensor) -> torch.Tensor:
+        """A fake twin of a real tensor. A dense tensor or parameter is twinned empty,
+        straight from a meta tensor (a sixth of the time of ``from_tensor``, which
+        describes and rebuilds the tensor's whole make-up, paid for every weight of a
+        model), when it is the first on its storage and spans all of it; another on the
+        same storage (a tensor made by ``detach``, a slice) shares the first one's twin
+        storage, as it shares the real one. Any other tensor (a subclass, quantized, a
+        view, the first of a storage it does not fill, a tensor holding a gradient or
+        made by autograd) goes through ``from_tensor``,
+        and so does every later tensor on its storage, so storages stay shared as in
+        the model."""
+        plain = (
+            type(t) in _PLAIN_TYPES
+            and t.layout == torch.strided
+            and not (t.is_quantized or t.is_conj() or t.is_neg())
+            and (not t.requires_grad or (t.is_leaf and t.grad is None))  # else grads too
+        )
+        try:
+            ptr = t.untyped_storage().data_ptr() if plain else 0
+        except (RuntimeError, NotImplementedError):  # a wrapper with no storage of its own
+            plain, ptr = False, 0
+        first = self._storages.get(ptr) if ptr else None
+        if first is not None:
+            twin = self._empty_fake(t, t.device, first.untyped_storage())
+        elif plain and (ptr not in self._storages or not ptr) and self._fills(t):
+            twin = self._empty_fake(t, t.device)
+            if ptr:
+                self._storages[ptr] = twin
+        else:
+            if ptr:
+                self._storages.setdefault(ptr, None)
+            return self.fake_mode.from_tensor(t, static_shapes=True)  # type: ignore[no-any-return]
+        if t.requires_grad:
+            twin.requires_grad_(True)
+        return twin
+
+    @staticmethod
+    def _fills(t: torch.Tensor) -> bool:
+        """``t`` is not a view and spans its whole storage."""
+        return bool(
+            not t._is_view()
+            and t.storage_offset() == 0
+            and t.untyped_storage().nbytes() == t.numel() * t.element_size()
+        )
+
+    def _empty_fake(
+        self, t: torch.Tensor, device: torch.device, storage: Any = None
+    ) -> torch.Tensor:
+        """A data-less fake tensor like ``t`` on ``device`` (on ``storage``, a fake
+        tensor's storage, at ``t``'s offset, if given): wrapped straight from a new
         meta tensor (a quarter of the time of a factory dispatched through the mode,
         which counts for the hundreds of weights of a large model), else made by one."""
         convert = getattr(self.fake_mode.fake_tensor_converter, "from_meta_and_device", None)
         if convert is not None:
             meta = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+            if storage is not None:
+                from torch._subclasses.fake_tensor import in_kernel_invocation_manager
+
+                with in_kernel_invocation_manager(self.fake_mode):
+                    meta.set_(storage, t.storage_offset(), t.shape, t.stride())
             return convert(self.fake_mode, meta, torch.device(device))  # type: ignore[no-any-return]
+        if storage is not None:
+            return self.fake_mode.from_tensor(t, static_shapes=True)  # type: ignore[no-any-return]
         with self.fake_mode:
             return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device)
 
@@ -303,6 +379,8 @@ def _shadow_apply(
                 store[k] = fn(t)  # type: ignore[assignment]
     return shadow
 
+
+_PLAIN_TYPES = (torch.Tensor, torch.nn.Parameter)
 
 _SCALARS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device})
 

@@ -433,6 +433,33 @@ def test_peak_memory_of_a_step_in_parts(optimizer, state_per_element):
     assert mem.activations >= 4 * N * I  # the input at least
 
 
+class _SharedStorage(torch.nn.Module):
+    """A parameter of 8 float32 and buffers on storages shared as ``how`` says."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(8))
+        base = torch.randn(8)
+        if how == "detached":  # the parameter's storage, whole
+            self.register_buffer("b", self.w.detach())
+        elif how == "slice":  # the parameter's storage, a view at offset 2
+            self.register_buffer("b", self.w.detach()[2:6])
+        elif how == "prefix first":  # another storage: a prefix of it first, then all
+            self.register_buffer("a", base[:4].detach())
+            self.register_buffer("b", base.detach())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.w.sum() + self.b.sum()
+
+
+@pytest.mark.parametrize(("how", "storages"), [("detached", 1), ("slice", 1), ("prefix first", 2)])
+def test_weights_sharing_a_storage_count_it_once(how, storages):
+    # the twins share storages as the model's tensors do, however each twin is made
+    r = flopgraph.analyze(_SharedStorage(how), torch.randn(3), training=True)
+    assert r.step is not None and r.step.memory is not None
+    assert r.step.memory.parameters == storages * 8 * 4  # 8 float32 per storage
+
+
 def test_a_forward_only_analysis_has_no_step():
     r = flopgraph.analyze(mlp(), x_in())
     assert r.step is None and r.by_phase() == {"forward": r.cost}

@@ -572,6 +572,8 @@ def _record(
             f"the aten frontend could not run {type(model).__name__}.forward "
             f"({mode} tensors): {recorder.failure_of(e)}{_one_line(e)}{_where(e)}"
         ) from e
+    finally:
+        twins.close()
     notes = "; ".join(n for n in (note, moved) if n)
     return AtenTrace(
         tuple(recorder.items), dict(recorder.calls), mode == "real", notes,

@@ -160,6 +160,8 @@ def _step(
             f"the aten frontend could not run a training step of {type(model).__name__} "
             f"({recorder.phase}): {recorder.failure_of(e)}{_one_line(e)}{_where(e)}"
         ) from e
+    finally:
+        twins.close()
     note = (
         ""
         if model.training
