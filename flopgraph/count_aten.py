@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 from .count import make_record, param_bytes
 from .frontends.aten import AtenOp, AtenTrace, ModuleCall, TorchCall, describe_call
-from .frontends.reuse import moved_path
+from .frontends.reuse import Replayed, moved_path
 from .handlers.context import OpContext
 from .records import OpRecord, changed
 from .registry import Registry, Rule, builtin_packet, default_name, tensor_method
@@ -32,16 +32,16 @@ def count_aten(trace: AtenTrace, registry: Registry) -> list[OpRecord]:
 def _records(trace: AtenTrace, registry: Registry, names: dict[str, int]) -> Iterator[OpRecord]:
     made: dict[int, list[OpRecord]] = {}  # item id -> its records
     for item in trace.items:
-        origin = trace.origins.get(id(item))
-        if origin is not None and id(origin[0]) in made:
+        if isinstance(item, Replayed) and id(item.item) in made:
             # a replayed block's item: the records of the item it copies, moved
-            copied, old, new = origin
+            old, new = item.old, item.new
             records = [
                 changed(r, node=_unique(r.op, names), module=moved_path(r.module, old, new))
-                for r in made[id(copied)]
+                for r in made[id(item.item)]
             ]
         else:
-            records = list(_item_records(item, registry, names))
+            moved = item.moved() if isinstance(item, Replayed) else item
+            records = list(_item_records(moved, registry, names))
         made[id(item)] = records
         yield from records
 

@@ -169,8 +169,9 @@ def _aten_records_expected(model: nn.Module, shape: tuple[int, ...]) -> int:
     module call with a module rule, and a torch call the convention counts whole, are
     one record each for all the ops they ran."""
     trace = trace_aten(model, (torch.empty(shape, device="meta"),), {}, DEFAULT)
-    modules = [i for i in trace.items if isinstance(i, ModuleCall)]
-    whole = [i for i in trace.items if isinstance(i, TorchCall) and composite_rule(i, DEFAULT)]
+    items = list(trace.moved_items())
+    modules = [i for i in items if isinstance(i, ModuleCall)]
+    whole = [i for i in items if isinstance(i, TorchCall) and composite_rule(i, DEFAULT)]
     whole += modules
     return len(list(trace.ops())) - sum(len(i.ops) for i in whole) + len(whole)
 

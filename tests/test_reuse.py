@@ -316,3 +316,61 @@ def test_an_analysis_leaves_no_shadow_for_the_cyclic_collector(training: bool) -
             gc.enable()
     assert left == []
     assert report.by_module(phase="forward")["blocks.3"].macs == 3 * 8 * 8
+
+
+class CellBlock(nn.Module):
+    """A rule-counted module (one record for the whole call), then an op outside any
+    torch function call (the recorder sees its aten op only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.cell(x)
+        with torch._C.DisableTorchFunction():
+            return torch.relu(h)
+
+
+class CellStack(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(CellBlock() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+@pytest.mark.parametrize("kind", ["calls", "module rule and bare op"])
+def test_a_replayed_traces_ops_are_the_ops_each_block_ran(kind: str) -> None:
+    # a replay copies nothing: its items are markers that count_aten and trace.ops()
+    # move on demand, to the ops a run of every block records
+    from flopgraph.frontends.aten import ModuleCall, trace_aten
+    from flopgraph.frontends.reuse import REUSE, Replayed
+    from flopgraph.handlers import DEFAULT
+    from flopgraph.options import setting
+
+    model = (Stack([0, 2, 0, 2, 0]) if kind == "calls" else CellStack()).eval()
+    x = torch.randn(3, 8)
+    with setting(REUSE, True):
+        fast = trace_aten(model, (x,), {}, DEFAULT)
+    with setting(REUSE, False):
+        slow = trace_aten(model, (x,), {}, DEFAULT)
+    assert sum(isinstance(i, Replayed) for i in fast.items) > 0
+    assert not any(isinstance(i, Replayed) for i in slow.items)
+
+    def ops(trace):  # type: ignore[no-untyped-def]
+        return [(op.op, op.module, op.args, op.out) for op in trace.ops()]
+
+    assert ops(fast) == ops(slow)
+    blocks = range(5) if kind == "calls" else range(3)
+    if kind == "calls":  # each block's linear and ReLU; functional ReLUs in 1 and 3
+        paths = {f"blocks.{i}.{m}" for i in blocks for m in ("fc", "act")}
+        assert {op.module for op in fast.ops()} == paths | {"blocks.1", "blocks.3"}
+    else:  # each block's cell, counted whole, and its bare relu
+        assert {op.module for op in fast.ops()} >= {f"blocks.{i}" for i in blocks}
+        calls = fast.moved_items()
+        cells = [(c.path, c.module) for c in calls if isinstance(c, ModuleCall)]
+        assert cells == [(f"blocks.{i}.cell", model.blocks[i].cell) for i in blocks]

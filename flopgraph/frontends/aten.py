@@ -52,7 +52,7 @@ from .fx import _bind, _one_line, _where
 from .isolation import isolated
 from .model_hooks import library_of
 from .quantized import quantized_modules
-from .reuse import REUSE, Reuse
+from .reuse import REUSE, Replayed, Reuse
 
 _DATA_DEPENDENT = (DataDependentOutputException, DynamicOutputShapeException)
 _UNRECORDED = frozenset({"prim", "profiler"})  # device queries; the profiler's markers
@@ -143,7 +143,9 @@ class AtenTrace:
     """What one forward ran, in order: torch calls (with their aten ops) and any
     aten op that ran outside a torch call."""
 
-    items: tuple[TorchCall | ModuleCall | AtenOp, ...]
+    items: tuple[TorchCall | ModuleCall | AtenOp | Replayed, ...]
+    """A replayed block's items are :class:`~flopgraph.frontends.reuse.Replayed`: its
+    template's, moved on demand."""
     module_calls: Mapping[str, int] = field(default_factory=dict)
     """Module path -> how many times its forward ran."""
     real: bool = False
@@ -152,13 +154,16 @@ class AtenTrace:
     module_outputs: Mapping[str, tuple[TensorMeta, ...]] = field(default_factory=dict)
     """Module path -> the tensors its forward returned (its last forward call), see
     :func:`returned`."""
-    origins: Mapping[int, tuple[Any, str, str]] = field(default_factory=dict)
-    """Replayed items (by id) -> the item each copies and the block paths (old, new):
-    see ``reuse.Reuse.origins``."""
+
+    def moved_items(self) -> Iterator[TorchCall | ModuleCall | AtenOp]:
+        """The items, each replayed one moved to its block (made now: a replay keeps
+        only a marker)."""
+        for item in self.items:
+            yield item.moved() if isinstance(item, Replayed) else item
 
     def ops(self) -> Iterator[AtenOp]:
         """Every recorded aten op, in order."""
-        for item in self.items:
+        for item in self.moved_items():
             if isinstance(item, (TorchCall, ModuleCall)):
                 yield from item.ops
             else:
@@ -214,7 +219,7 @@ class _Recorder:
         self.calls: dict[str, int] = {}
         self.outputs: dict[str, tuple[TensorMeta, ...]] = {}
         """Module path -> what its last forward call returned (forward phase only)."""
-        self.items: list[TorchCall | ModuleCall | AtenOp] = []
+        self.items: list[TorchCall | ModuleCall | AtenOp | Replayed] = []
         self.frame: list[AtenOp] | None = None
         self.open: _Whole | None = None
         self.failure: _Failure | None = None
@@ -577,7 +582,7 @@ def _record(
     notes = "; ".join(n for n in (note, moved) if n)
     return AtenTrace(
         tuple(recorder.items), dict(recorder.calls), mode == "real", notes,
-        dict(recorder.outputs), {} if reuse is None else reuse.origins,
+        dict(recorder.outputs),
     )  # fmt: skip
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import enum
 import functools
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -47,7 +47,7 @@ from torch.utils._pytree import tree_flatten
 from ..records import changed
 
 if TYPE_CHECKING:
-    from .aten import ModuleCall, _Recorder
+    from .aten import _Recorder
 
 INDEX_NAMES = frozenset(
     {"layer_idx", "layer_id", "layer_index", "layer_number", "layer_num", "block_idx",
@@ -334,10 +334,6 @@ class Reuse:
         self.user = user
         """Module path -> the user's module, for the rule-counted calls a replay moves."""
         self.seen: dict[Any, _Template] = {}
-        self.origins: dict[int, tuple[Any, str, str]] = {}
-        """id of a replayed item -> (the item it copies, the block path it was moved
-        from, the one it was moved to): its records are that item's, moved (see
-        ``count_aten``)."""
         self.fresh: dict[int, Any] = {}
         """id -> (cache, empty when first seen), for the caches the calls pass."""
         self.indices: dict[int, int | None] = {}
@@ -424,10 +420,7 @@ class Reuse:
     def _replay(self, template: _Template, path: str, caches: list[Any], own: int | None) -> None:
         rec = self.recorder
         old = template.path
-        for item in template.items:
-            moved = self._moved(item, old, path)
-            self.origins[id(moved)] = (item, old, path)
-            rec.items.append(moved)
+        rec.items.extend(Replayed(item, old, path, self.user) for item in template.items)
         for p, n in template.calls.items():
             p = moved_path(p, old, path)
             rec.calls[p] = rec.calls.get(p, 0) + n
@@ -438,13 +431,30 @@ class Reuse:
             for k, v in attrs.items():
                 layer[k] = _twin(v) if isinstance(v, torch.Tensor) else v
 
-    def _moved(self, item: Any, old: str, new: str) -> Any:
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """An item of a replayed block: ``item``, recorded by the template block ``old``
+    (or itself replayed), as the block ``new`` ran it. Nothing is copied when a block
+    replays: ``count_aten`` gives it the records of ``item`` with their paths moved,
+    and :meth:`moved` makes the item itself for whoever reads the trace's items."""
+
+    item: Any
+    old: str
+    new: str
+    user: Mapping[str, torch.nn.Module]
+    """Module path -> the user's module (a rule-counted call moves to the new one)."""
+
+    def moved(self) -> Any:
+        """The item with every module path under ``old`` moved under ``new``."""
         from .aten import ModuleCall, TorchCall
 
-        where = functools.partial(moved_path, old=old, new=new)
+        item = self.item.moved() if isinstance(self.item, Replayed) else self.item
+        where = functools.partial(moved_path, old=self.old, new=self.new)
         if isinstance(item, ModuleCall):
             path = where(item.path)
-            return _moved_call(item, path, self.user[path], where)
+            ops = tuple(changed(op, module=where(op.module)) for op in item.ops)
+            return changed(item, path=path, module=self.user[path], ops=ops)
         if isinstance(item, TorchCall):
             ops = tuple(changed(op, module=where(op.module)) for op in item.ops)
             return changed(item, module=where(item.module), ops=ops)
@@ -455,10 +465,3 @@ def moved_path(p: str, old: str, new: str) -> str:
     """``p`` under block ``old`` moved to block ``new``; a path outside ``old`` (a
     module the block shares with others) stays."""
     return new + p[len(old) :] if p == old or p.startswith(old + ".") else p
-
-
-def _moved_call(
-    item: ModuleCall, path: str, module: torch.nn.Module, where: Callable[[str], str]
-) -> ModuleCall:
-    ops = tuple(changed(op, module=where(op.module)) for op in item.ops)
-    return changed(item, path=path, module=module, ops=ops)
