@@ -76,8 +76,21 @@ class TensorMeta:
 
     @classmethod
     def of(cls, t: torch.Tensor) -> TensorMeta:
+        """The meta of ``t``: one shared instance per shape and dtype (a trace makes one
+        for every tensor of every op, and building a frozen dataclass is the dearer
+        part of it; equal metas are interchangeable)."""
+        key = (t.shape, t.dtype)
+        try:
+            return _METAS[key]
+        except KeyError:
+            pass
+        except TypeError:  # a symbolic size: not hashable
+            return cls(tuple(t.shape), dtype_name(t.dtype))
+        if len(_METAS) >= _MAX_METAS:
+            _METAS.clear()
         # shapes are static here (meta, fake or real tensors), so a Size holds plain ints
-        return cls(tuple(t.shape), dtype_name(t.dtype))
+        meta = _METAS[key] = cls(tuple(t.shape), dtype_name(t.dtype))
+        return meta
 
     def to_dict(self) -> dict[str, Any]:
         return {"shape": [jsonable(s) for s in self.shape], "dtype": self.dtype}
@@ -85,6 +98,11 @@ class TensorMeta:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TensorMeta:
         return cls(tuple(_read(s) for s in d["shape"]), d["dtype"])
+
+
+_METAS: dict[tuple[torch.Size, torch.dtype], TensorMeta] = {}
+"""(shape, dtype) -> its TensorMeta (see :meth:`TensorMeta.of`), for the process."""
+_MAX_METAS = 100_000
 
 
 def iter_metas(value: Any) -> Iterator[TensorMeta]:

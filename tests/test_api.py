@@ -298,3 +298,13 @@ def test_a_sequence_past_the_position_table_is_an_input_error() -> None:
     table = r"65 tokens .* position table 'transformer.wpe' \(64"
     with pytest.raises(flopgraph.InputError, match=table):
         flopgraph.analyze(model, flopgraph.TensorSpec((1, 65), torch.int64))
+
+
+def test_tensor_metas_are_shared_per_shape_and_dtype():
+    # one instance per (shape, dtype), never one for another dtype or shape
+    from flopgraph.records import TensorMeta
+
+    a, b = TensorMeta.of(torch.empty(2, 3)), TensorMeta.of(torch.zeros(2, 3, device="meta"))
+    assert a is b and a == TensorMeta((2, 3), "float32")
+    assert TensorMeta.of(torch.empty(2, 3, dtype=torch.float16)) == TensorMeta((2, 3), "float16")
+    assert TensorMeta.of(torch.empty(3, 2)) == TensorMeta((3, 2), "float32")
