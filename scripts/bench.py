@@ -4,6 +4,7 @@
     python scripts/bench.py --cases resnet50:1 llama7b --tools flopgraph fvcore
     python scripts/bench.py depth                    # time per recorded op, 8 vs 80 layers
     python scripts/bench.py zoo --every 6 --json s.json   # against a real forward, wide zoo
+    python scripts/bench.py floor                    # what any aten-level tracer pays
 
 ``zoo`` (scripts/bench_zoo.py, issue #16; ``zoo --help`` for its options) times
 ``analyze`` against FlopCounterMode around a real CPU forward on the models of
@@ -302,8 +303,13 @@ def main() -> None:
         from bench_zoo import main as zoo
 
         raise SystemExit(zoo(sys.argv[2:]))
+    if sys.argv[1:2] == ["floor"]:  # its own options: see scripts/bench_floor.py
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_floor import main as floor
+
+        raise SystemExit(floor(sys.argv[2:]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("mode", nargs="?", choices=("tools", "depth", "zoo"), default="tools")
+    ap.add_argument("mode", nargs="?", choices=("tools", "depth", "zoo", "floor"), default="tools")
     ap.add_argument("--cases", nargs="+", default=list(cases()), choices=list(cases()))
     ap.add_argument("--tools", nargs="+", default=[t for t in TOOLS if t != "flopgraph-depth"])
     ap.add_argument("--layers", nargs="+", type=int, default=[8, 80])

@@ -81,3 +81,17 @@ def test_tables_count_the_target_and_set_real_runs_apart():
     worst = text.split("Worst ten")[1].split("\n\n")[1].splitlines()[2:]
     assert [line.split(" | ")[0] for line in worst] == ["| b:slow", "| a:edge", "| a:fast"]
     assert "| b:slow | 3.000 | 3.000 / 1.000 | batch 1 only |" in text
+
+
+def test_the_floor_table_sets_the_forwarding_modes_against_half_of_flop_counter_mode():
+    spec = importlib.util.spec_from_file_location(
+        "bench_floor", ROOT / "scripts" / "bench_floor.py"
+    )
+    floor = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(floor)
+    row = {"real": 1.0, "dispatch": 2.0, "dispatch+function": 3.0, "FlopCounterMode": 8.0,
+           "flopgraph": 20.0}  # fmt: skip
+    lines = floor.table({"m": row}).splitlines()
+    assert len(lines) == 3
+    # the target is half of FlopCounterMode's 8 ms; both forwarding modes take 3 ms of it
+    assert lines[2] == "| m | 1.0 | 2.0 | 3.0 | 8.0 | 4.0 | 20.0 | 0.75 |"
