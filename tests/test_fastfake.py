@@ -82,3 +82,20 @@ def test_ops_the_mode_treats_specially_take_the_ordinary_road() -> None:
     assert fast.hits == 0
     assert fast(aten.mul.Tensor, (x, x), {}).shape == (3, 7, 5)  # a repeat: kept metadata
     assert fast.hits == 1
+
+
+def test_an_op_it_keeps_leaves_no_entry_in_the_modes_own_cache():
+    # a first call goes through FakeTensorMode with the mode's cache off: its entry
+    # would never be read (repeats stop at FastFake), and making it costs
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from flopgraph.frontends import fastfake
+
+    model = torch.nn.Sequential(torch.nn.Linear(7, 5), torch.nn.ReLU()).eval()
+    fastfake._ENTRIES.clear()
+    FakeTensorMode.cache_clear()
+    report = flopgraph.analyze(model, torch.randn(3, 7), frontend="aten")
+    kept = {str(op) for op, _ in fastfake._ENTRIES}
+    assert kept == {"aten.t.default", "aten.addmm.default", "aten.relu.default"}
+    assert FakeTensorMode.cache_info().size == 0
+    assert report.macs == 3 * 7 * 5  # and the count is the linear's, by hand

@@ -58,6 +58,9 @@ Kept for the process, as FakeTensorMode keeps its own cache: an entry records
 what torch's kernels make of given argument metadata, which no model or
 analysis changes."""
 _MAX_ENTRIES = 100_000
+_UNKEPT: set[Any] = set()
+"""(op, argument key) whose output could not be kept: such a call always goes through
+the mode, and its own cache (see :meth:`FastFake.__call__`)."""
 _CACHEABLE: dict[Any, bool] = {}
 """Per op: whether its entries may be kept (see :func:`_cacheable`)."""
 
@@ -98,9 +101,22 @@ class FastFake:
         if key is None:
             return MISS
         entry = self._entries.get((func, key))
-        if entry is None:
-            out = func(*args, **kwargs)  # through the mode, once per key
-            self._remember((func, key), func, args, out)
+        if entry is None and (func, key) in _UNKEPT:
+            return func(*args, **kwargs)  # through the mode and its cache, every time
+        if entry is None:  # through the mode, once per key, without the mode's own cache:
+            # its entry would never be read (repeats stop here), and making it (a hash of
+            # every argument's full metadata, checks, a copy) is about a tenth of a first
+            # analysis in a process, where every op misses
+            mode, cached = self._mode, self._mode.cache_enabled
+            mode.cache_enabled = False
+            try:
+                out = func(*args, **kwargs)
+            finally:
+                mode.cache_enabled = cached
+            if not self._remember((func, key), func, args, out):
+                if len(_UNKEPT) >= _MAX_ENTRIES:
+                    _UNKEPT.clear()
+                _UNKEPT.add((func, key))
             return out
         out = self._build(entry, args)
         self.hits += 1
@@ -155,23 +171,24 @@ class FastFake:
         parts.append(_tensor_key(t))
         return True
 
-    def _remember(self, key: Any, func: Any, args: tuple[Any, ...], out: Any) -> None:
+    def _remember(self, key: Any, func: Any, args: tuple[Any, ...], out: Any) -> bool:
+        """Keep the metadata of ``out`` under ``key``; False where it cannot be kept."""
         container = type(out) if isinstance(out, (list, tuple)) else None
         outs = out if container is not None else (out,)
         viewed = None
         if func.is_view or func is torch.ops.aten._unsafe_view.default:
             tensors = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
             if len(tensors) != 1 or len(outs) != 1:
-                return
+                return False
             viewed = tensors[0]
         metas = []
         for o in outs:
             if type(o) is not self._fake or o.fake_mode is not self._mode:
-                return
+                return False
             if o.constant is not None or o.layout is not torch.strided:
-                return
+                return False
             if any(o is a for a in args) or (viewed is None and o.storage_offset() != 0):
-                return
+                return False
             metas.append((tuple(o.shape), o.stride(), o.storage_offset(), o.dtype,
                           o.fake_device, o.requires_grad, o.is_conj(), o.is_neg()))  # fmt: skip
         entry = (container, tuple(metas), viewed)
@@ -183,6 +200,7 @@ class FastFake:
             if len(self._entries) >= _MAX_ENTRIES:
                 self._entries.clear()
             self._entries[key] = entry
+        return same_keys
 
     def _build(self, entry: Any, args: tuple[Any, ...]) -> Any:
         container, metas, viewed = entry
