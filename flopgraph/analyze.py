@@ -28,6 +28,7 @@ from .records import OpRecord, TensorMeta, changed
 from .registry import Registry, Rule, Target, default_name
 from .report import ModuleInfo, Report
 from .symbolic import Sizes, symbolic_specs
+from .tree import named_modules, walked
 
 if TYPE_CHECKING:  # the training frontend is imported by the first training step
     from .frontends.training import OptimizerSpec
@@ -37,6 +38,7 @@ Convention = Literal["default", "fvcore", "torch"]
 CONVENTIONS: dict[str, Registry] = {"default": DEFAULT, "fvcore": FVCORE, "torch": TORCH}
 
 
+@walked
 def analyze(
     model: torch.nn.Module,
     inputs: Any = None,
@@ -187,7 +189,7 @@ def _position_table(model: torch.nn.Module) -> tuple[str, int] | None:
     )
     if limit is None:
         return None
-    for path, m in model.named_modules():
+    for path, m in named_modules(model).items():
         if isinstance(m, torch.nn.Embedding) and m.num_embeddings == limit:
             return path, limit
     return None
@@ -336,7 +338,7 @@ def _modules(
             calls.get(path, 0) or int(not path),
             outputs.get(path, ()),
         )
-        for path, m in model.named_modules()
+        for path, m in named_modules(model).items()
     )
 
 
@@ -349,7 +351,11 @@ def _warn_training_mode(model: torch.nn.Module) -> None:
     if not model.training:
         return
     kinds = sorted(
-        {type(m).__name__ for m in model.modules() if m.training and isinstance(m, _MODE_DEPENDENT)}
+        {
+            type(m).__name__
+            for m in named_modules(model).values()
+            if m.training and isinstance(m, _MODE_DEPENDENT)
+        }
     )
     if kinds:
         warnings.warn(

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from .records import Routing
+from .tree import named_modules
 
 K_NAMES = ("num_experts_per_tok", "top_k", "moe_top_k", "experts_per_token", "num_selected_experts")
 """Attribute names that hold k, the number of routed experts each token runs."""
@@ -52,7 +53,7 @@ class ExpertGroup:
 
 def find_experts(model: torch.nn.Module) -> tuple[ExpertGroup, ...]:
     """The routed-expert containers of ``model``, outermost only, in module order."""
-    modules = dict(model.named_modules())
+    modules = named_modules(model)
     groups: list[ExpertGroup] = []
     for path, module in modules.items():
         if any(path.startswith(g.path + ".") for g in groups):

@@ -398,3 +398,21 @@ def test_detection_model_runs_for_real_on_real_images():
     with pytest.raises(flopgraph.TraceError, match="Pass real input tensors") as err:
         flopgraph.analyze(model, ([torch.empty(3, 320, 320, device="meta")],))
     assert "torch.where" in str(err.value)
+
+
+def test_an_analysis_walks_the_models_module_tree_once(monkeypatch):
+    # paths, shadows, rules, quantized modules, experts, positions and the report's
+    # tree all read one walk (flopgraph.tree): the model does not change meanwhile
+    model = TinyTransformerBlock().eval()
+    walks = []
+    original = nn.Module.named_modules
+
+    def counted(self, *args, **kwargs):
+        if self is model:
+            walks.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(nn.Module, "named_modules", counted)
+    report = flopgraph.analyze(model, torch.randn(2, 5, 64), frontend="aten")
+    assert len(walks) == 1
+    assert set(report.by_module()) >= {name for name, _ in original(model) if name}

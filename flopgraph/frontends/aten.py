@@ -46,6 +46,7 @@ from ..errors import BOUNDARIES, TraceError
 from ..records import TensorMeta, iter_metas
 from ..registry import Registry
 from ..shapes import _check_dtypes, _Twins, on_this_machine, to_meta
+from ..tree import named_modules
 from .capacity import balance, bound_note
 from .fastfake import MISS, FastFake, fast_fake
 from .fx import _bind, _one_line, _where
@@ -554,7 +555,8 @@ def _record(
         "real" if mode == "real" else "fake", device, library_of(model), fake_mode, lazy=replay
     )
     shadow = twins.module(model)
-    paths = {id(twins.module(m)): path for path, m in model.named_modules()}
+    user = named_modules(model)
+    paths = {id(twins.module(m)): path for path, m in user.items()}
     # the short road through fake tensors assumes static shapes
     fast = None if twins.fake_mode is None or fake_mode is not None else fast_fake(twins.fake_mode)
     recorder = _Recorder(paths, fast, _ruled_modules(model, twins, registry))
@@ -562,7 +564,6 @@ def _record(
         note = "; ".join(n for n in (note, bound_note(balance(model, twins.module))) if n)
     reuse = None
     if replay:
-        user = dict(model.named_modules())
         reuse = Reuse(recorder, user)
         reuse.install({p: twins.module(m) for p, m in user.items()})
 
@@ -615,7 +616,7 @@ def _ruled_modules(
         return None
     ruled = {
         id(twins.module(m)): m
-        for m in model.modules()
+        for m in named_modules(model).values()
         if registry.lookup_module(type(m)) is not None
     }
     return lambda shadow: ruled.get(id(shadow))
@@ -643,14 +644,18 @@ def _device_of(model: torch.nn.Module) -> tuple[torch.device, str]:
     device, e.g. one fused attention op) and for a model on a device this machine
     lacks (fake tensors on "cuda" without a GPU: cuda kernels cannot even be chosen
     here, and the counts are the same)."""
-    for t in (*model.parameters(), *model.buffers()):
-        if t.device.type == "meta":
-            return torch.device("cpu"), ""
-        if not on_this_machine(t.device):
-            note = f"the model is on {t.device}, which this machine lacks: recorded on the CPU"
-            return torch.device("cpu"), note
-        return t.device, ""
-    return torch.device("cpu"), ""
+    modules = named_modules(model).values()
+    t: torch.Tensor | None = next(
+        (t for m in modules for t in m._parameters.values() if t is not None), None
+    )
+    if t is None:  # no parameter: the first buffer decides
+        t = next((t for m in modules for t in m._buffers.values() if t is not None), None)
+    if t is None or t.device.type == "meta":
+        return torch.device("cpu"), ""
+    if not on_this_machine(t.device):
+        note = f"the model is on {t.device}, which this machine lacks: recorded on the CPU"
+        return torch.device("cpu"), note
+    return t.device, ""
 
 
 def _can_run_for_real(model: torch.nn.Module, args: Any, kwargs: Mapping[str, Any]) -> bool:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import torch
 
 from ..moe import router_k
+from ..tree import named_modules
 
 RoutingPolicy = Literal["bound", "taken"]
 ROUTINGS: tuple[RoutingPolicy, ...] = ("bound", "taken")
@@ -34,7 +35,7 @@ def capacity_routers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module,
     """(path, router, k) of the routers in ``model`` that have an expert capacity and
     score the experts with one linear ``classifier``."""
     out = []
-    for path, m in model.named_modules():
+    for path, m in named_modules(model).items():
         k, classifier = router_k(m), m._modules.get("classifier")
         if k and hasattr(m, "expert_capacity") and isinstance(classifier, torch.nn.Linear):
             out.append((path, m, k))

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import torch
 
+from ..tree import named_modules
+
 _PACKAGES = ("torch.ao.nn.quantized", "torch.nn.quantized", "torch.ao.nn.intrinsic.quantized")
 
 
 def quantized_modules(model: torch.nn.Module) -> str:
     """The quantized module types in ``model`` (``"Conv2d, Linear"``), or ``""``."""
     found: dict[str, None] = {}
-    for m in model.modules():
+    for m in named_modules(model).values():
         if type(m).__module__.startswith(_PACKAGES):
             found[type(m).__name__] = None
     return ", ".join(found)

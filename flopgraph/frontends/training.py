@@ -28,6 +28,7 @@ from ..errors import BOUNDARIES, InputError, TraceError
 from ..registry import Registry
 from ..shapes import _Twins
 from ..step import StepInfo, StepMemory
+from ..tree import named_modules
 from .aten import (
     _DATA_DEPENDENT,
     UNPLACED,
@@ -104,7 +105,7 @@ def _step(
     device, moved = _device_of(model)
     twins = _Twins("fake", device, library_of(model))
     shadow = twins.module(model)
-    paths = {id(twins.module(m)): path for path, m in model.named_modules()}
+    paths = {id(twins.module(m)): path for path, m in named_modules(model).items()}
     owners = _trainable_twins(model, twins)
     recorder = _Recorder(paths, fast_fake(twins.fake_mode), _ruled_modules(model, twins, registry))
     recorder.grads = {}
@@ -247,7 +248,7 @@ def _trainable_twins(model: torch.nn.Module, twins: _Twins) -> _Owners:
     parameter's twin is made without it); tied parameters once, owned by their first
     module."""
     owners = _Owners()
-    for path, m in model.named_modules():
+    for path, m in named_modules(model).items():
         for p in m._parameters.values():
             if p is None:
                 continue
