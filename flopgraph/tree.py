@@ -11,12 +11,14 @@ once and hands out the same dict: the model does not change while it is analysed
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from typing import ParamSpec, TypeVar
 
 import torch
+
+from .options import setting
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -38,17 +40,9 @@ def named_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     return found[1]
 
 
-@contextmanager
-def walking() -> Iterator[None]:
+def walking() -> AbstractContextManager[None]:
     """Walk each model once while the block runs (an analysis, nested ones included)."""
-    if _WALKS.get() is not None:
-        yield
-        return
-    token = _WALKS.set({})
-    try:
-        yield
-    finally:
-        _WALKS.reset(token)
+    return nullcontext() if _WALKS.get() is not None else setting(_WALKS, {})
 
 
 def walked(fn: Callable[P, R]) -> Callable[P, R]:
